@@ -95,6 +95,9 @@ func Connect(ctx context.Context, o Options) (*Bus, error) {
 		nats.ReconnectBufSize(32 << 20),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			m.connected.Set(0)
+			if err == nil {
+				return // an orderly close
+			}
 			m.disconnects.Inc()
 			log.Warn("bus: disconnected from NATS", "err", err)
 		}),

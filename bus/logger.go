@@ -9,10 +9,16 @@ import (
 // natsLogger routes the embedded server's log lines into slog.
 type natsLogger struct{ l *slog.Logger }
 
-func (n natsLogger) Noticef(format string, v ...any) { n.l.Info(fmt.Sprintf(format, v...)) }
-func (n natsLogger) Warnf(format string, v ...any)   { n.l.Warn(fmt.Sprintf(format, v...)) }
-func (n natsLogger) Fatalf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
-func (n natsLogger) Errorf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
+// Notices (the start banner, config echo) go to debug: Faultline logs its
+// own start line.
+func (n natsLogger) Noticef(format string, v ...any) {
+	if n.l.Enabled(context.Background(), slog.LevelDebug) {
+		n.l.Debug(fmt.Sprintf(format, v...))
+	}
+}
+func (n natsLogger) Warnf(format string, v ...any)  { n.l.Warn(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Fatalf(format string, v ...any) { n.l.Error(fmt.Sprintf(format, v...)) }
+func (n natsLogger) Errorf(format string, v ...any) { n.l.Error(fmt.Sprintf(format, v...)) }
 func (n natsLogger) Debugf(format string, v ...any) {
 	if n.l.Enabled(context.Background(), slog.LevelDebug) {
 		n.l.Debug(fmt.Sprintf(format, v...))

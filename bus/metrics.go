@@ -71,6 +71,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Messages moved to the dead-letter stream after their last failed attempt.",
 		}, []string{"stream", "consumer"}),
 	}
+	for _, r := range []string{"acked", "duplicate", "failed"} {
+		m.published.WithLabelValues(r) // export zeros before the first publish
+	}
 	if reg != nil {
 		reg.MustRegister(m.connected, m.reconnects, m.disconnects, m.published, m.publishSeconds,
 			m.publishBytes, m.inflight, m.inflightLimit, m.consumed, m.handleSeconds, m.deadLetters)

@@ -16,11 +16,11 @@ func main() {
 	defer stop()
 	root := newRootCommand()
 	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "faultline:", err)
 		var ee exitError
 		if errors.As(err, &ee) {
 			os.Exit(ee.code)
 		}
-		fmt.Fprintln(os.Stderr, "faultline:", err)
 		os.Exit(1)
 	}
 }

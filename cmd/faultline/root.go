@@ -21,5 +21,7 @@ Start everything in one process with an embedded NATS server:
 	}
 	// subcommands
 	root.AddCommand(newVersionCommand())
+	root.AddCommand(newRunCommand())
+	root.AddCommand(newConfigCommand())
 	return root
 }
