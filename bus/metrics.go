@@ -11,6 +11,9 @@ type Metrics struct {
 	reconnects     prometheus.Counter
 	disconnects    prometheus.Counter
 	published      *prometheus.CounterVec // result: acked, duplicate, failed
+	pubAcked       prometheus.Counter
+	pubDuplicate   prometheus.Counter
+	pubFailed      prometheus.Counter
 	publishSeconds prometheus.Histogram
 	publishBytes   prometheus.Counter
 	inflight       prometheus.Gauge
@@ -71,9 +74,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Messages moved to the dead-letter stream after their last failed attempt.",
 		}, []string{"stream", "consumer"}),
 	}
-	for _, r := range []string{"acked", "duplicate", "failed"} {
-		m.published.WithLabelValues(r) // export zeros before the first publish
-	}
+	// Resolved once: the publish path must not look labels up per message.
+	m.pubAcked = m.published.WithLabelValues("acked")
+	m.pubDuplicate = m.published.WithLabelValues("duplicate")
+	m.pubFailed = m.published.WithLabelValues("failed")
 	if reg != nil {
 		reg.MustRegister(m.connected, m.reconnects, m.disconnects, m.published, m.publishSeconds,
 			m.publishBytes, m.inflight, m.inflightLimit, m.consumed, m.handleSeconds, m.deadLetters)

@@ -105,9 +105,9 @@ func (p *publisher) onAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.Pub
 	mt := p.b.metrics
 	mt.publishSeconds.Observe(time.Since(t.start).Seconds())
 	if ack.Duplicate {
-		mt.published.WithLabelValues("duplicate").Inc()
+		mt.pubDuplicate.Inc()
 	} else {
-		mt.published.WithLabelValues("acked").Inc()
+		mt.pubAcked.Inc()
 		mt.publishBytes.Add(float64(t.size))
 	}
 	t.batch.complete(t, nil, ack.Duplicate)
@@ -122,7 +122,7 @@ func (p *publisher) onErr(_ jetstream.JetStream, m *nats.Msg, err error) {
 	}
 	t := v.(*tracked)
 	p.release()
-	p.b.metrics.published.WithLabelValues("failed").Inc()
+	p.b.metrics.pubFailed.Inc()
 	t.batch.complete(t, err, false)
 }
 
@@ -168,7 +168,7 @@ func (bt *Batch) Add(ctx context.Context, m Message) error {
 		case p.sem <- struct{}{}:
 		case <-ctx.Done():
 			err := fmt.Errorf("bus: publish %s: waiting for in-flight capacity: %w", m.Subject, ctx.Err())
-			p.b.metrics.published.WithLabelValues("failed").Inc()
+			p.b.metrics.pubFailed.Inc()
 			bt.complete(t, err, false)
 			return err
 		}
@@ -186,7 +186,7 @@ func (bt *Batch) Add(ctx context.Context, m Message) error {
 	if _, err := p.b.js.PublishMsgAsync(msg); err != nil {
 		if _, still := p.pending.LoadAndDelete(msg); still {
 			p.release()
-			p.b.metrics.published.WithLabelValues("failed").Inc()
+			p.b.metrics.pubFailed.Inc()
 			err = fmt.Errorf("bus: publish %s: %w", m.Subject, err)
 			bt.complete(t, err, false)
 			return err

@@ -23,5 +23,6 @@ Start everything in one process with an embedded NATS server:
 	root.AddCommand(newVersionCommand())
 	root.AddCommand(newRunCommand())
 	root.AddCommand(newConfigCommand())
+	root.AddCommand(newBenchCommand())
 	return root
 }
