@@ -17,6 +17,17 @@ type Config struct {
 	Log     Log    `yaml:"log"`
 	HTTP    HTTP   `yaml:"http"`
 	Bus     Bus    `yaml:"bus"`
+
+	Kubernetes Kubernetes `yaml:"kubernetes"`
+}
+
+// Kubernetes configures the connection to the watched cluster's API server,
+// for the roles that read or change it.
+type Kubernetes struct {
+	Kubeconfig string  `yaml:"kubeconfig" flag:"kubeconfig" doc:"Path of a kubeconfig file. Empty: the in-cluster service account when running in a pod, else $KUBECONFIG or ~/.kube/config."`
+	Context    string  `yaml:"context" doc:"kubeconfig context to use. Empty: the current context."`
+	QPS        float64 `yaml:"qps" doc:"Client-side rate limit of API requests per second."`
+	Burst      int     `yaml:"burst" doc:"Client-side burst of API requests above qps."`
 }
 
 // Log configures structured logs.
@@ -98,9 +109,10 @@ type Consumer struct {
 func Default() Config {
 	day := 24 * time.Hour
 	return Config{
-		Cluster: "default",
-		Log:     Log{Level: "info", Format: "json"},
-		HTTP:    HTTP{Listen: "127.0.0.1:9880"},
+		Cluster:    "default",
+		Log:        Log{Level: "info", Format: "json"},
+		HTTP:       HTTP{Listen: "127.0.0.1:9880"},
+		Kubernetes: Kubernetes{QPS: 20, Burst: 40},
 		Bus: Bus{
 			Embedded:        Embedded{DataDir: "./data"},
 			ConnectTimeout:  5 * time.Second,

@@ -136,6 +136,12 @@ func (c *Config) Validate() error {
 	if b.Consumer.MaxAckPending < 1 {
 		bad("bus.consumer.max_ack_pending", "must be at least 1 (got %d)", b.Consumer.MaxAckPending)
 	}
+	if c.Kubernetes.QPS <= 0 {
+		bad("kubernetes.qps", "must be positive (got %g)", c.Kubernetes.QPS)
+	}
+	if c.Kubernetes.Burst < 1 {
+		bad("kubernetes.burst", "must be at least 1 (got %d)", c.Kubernetes.Burst)
+	}
 	if len(errs) == 0 {
 		return nil
 	}

@@ -1,4 +1,6 @@
-package config
+// Package units holds configuration value types shared by the config package
+// and the plugin packages whose settings it embeds.
+package units
 
 import (
 	"fmt"
