@@ -24,5 +24,6 @@ Start everything in one process with an embedded NATS server:
 	root.AddCommand(newRunCommand())
 	root.AddCommand(newConfigCommand())
 	root.AddCommand(newBenchCommand())
+	root.AddCommand(newCollectCommand())
 	return root
 }

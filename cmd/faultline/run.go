@@ -8,6 +8,7 @@ import (
 
 	"github.com/faultline/faultline/internal/app"
 	"github.com/faultline/faultline/internal/config"
+	"github.com/faultline/faultline/internal/roles"
 )
 
 func newRunCommand() *cobra.Command {
@@ -38,18 +39,17 @@ Every configuration field is a flag below, an environment variable
 			if err != nil {
 				return err
 			}
-			return rt.Run(cmd.Context(), components(rt)...)
+			comps, err := roles.EnabledComponents(rt, version)
+			if err != nil {
+				rt.Abort()
+				return err
+			}
+			return rt.Run(cmd.Context(), comps...)
 		},
 	}
 	flags = config.BindFlags(cmd.Flags())
 	cmd.Flags().SortFlags = false
 	return cmd
-}
-
-// components lists what `faultline run` starts. Roles register here as they
-// are built (collectors, analyzers, injectors, sinks).
-func components(_ *app.Runtime) []app.Component {
-	return nil
 }
 
 func newConfigCommand() *cobra.Command {

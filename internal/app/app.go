@@ -248,6 +248,16 @@ func (rt *Runtime) Run(ctx context.Context, comps ...Component) error {
 	return runErr
 }
 
+// Abort releases what Start acquired when the process gives up before Run.
+func (rt *Runtime) Abort() {
+	if err := rt.closeBus(); err != nil {
+		rt.Log.Warn("close bus", "err", err)
+	}
+	if rt.Ops != nil {
+		_ = rt.Ops.Close()
+	}
+}
+
 func (rt *Runtime) busDescr() string {
 	if rt.Embedded != nil {
 		if u := rt.Embedded.ClientURL(); u != "" {

@@ -1,0 +1,81 @@
+// Package roles is the one place where every plugin is registered: the
+// collectors (and, as they are built, analyzers, injectors and sinks).
+// `faultline run` starts the enabled ones; `faultline collect NAME` and the
+// other role commands start one for a Deployment of its own.
+package roles
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/faultline/faultline/collectors"
+	"github.com/faultline/faultline/internal/app"
+	"github.com/faultline/faultline/internal/config"
+	"github.com/faultline/faultline/internal/kube"
+)
+
+// CollectorPlugin describes one registered collector.
+type CollectorPlugin struct {
+	// Name is the subcommand: faultline collect <Name>.
+	Name  string
+	Short string
+	// NeedsKube tells the runtime to build the API server connection.
+	NeedsKube bool
+	Enabled   func(c *config.Config) bool
+	New       func(d collectors.Deps, c *config.Config) (collectors.Collector, error)
+}
+
+// Collectors lists every collector, in start order.
+func Collectors() []CollectorPlugin {
+	return []CollectorPlugin{}
+}
+
+// CollectorDeps builds what a collector gets from the runtime.
+func CollectorDeps(rt *app.Runtime, p CollectorPlugin, version string) (collectors.Deps, error) {
+	d := collectors.Deps{
+		Bus:     rt.Bus,
+		Cluster: rt.Config.Cluster,
+		Log:     rt.Log.With("component", "collector/"+p.Name),
+		Metrics: rt.Registry,
+	}
+	if rt.Ops != nil {
+		d.AddReadyCheck = func(name string, check func(context.Context) error) { rt.Ops.AddCheck(name, check) }
+	}
+	if p.NeedsKube {
+		rc, err := kube.RestConfig(rt.Config.Kubernetes, "faultline/"+version+" ("+p.Name+")")
+		if err != nil {
+			return d, fmt.Errorf("collector %s: %w", p.Name, err)
+		}
+		d.Kube = rc
+	}
+	return d, nil
+}
+
+// EnabledComponents builds every enabled collector for `faultline run`.
+func EnabledComponents(rt *app.Runtime, version string) ([]app.Component, error) {
+	var out []app.Component
+	for _, p := range Collectors() {
+		if !p.Enabled(&rt.Config) {
+			continue
+		}
+		c, err := NewCollector(rt, p, version)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// NewCollector builds one collector.
+func NewCollector(rt *app.Runtime, p CollectorPlugin, version string) (collectors.Collector, error) {
+	d, err := CollectorDeps(rt, p, version)
+	if err != nil {
+		return nil, err
+	}
+	c, err := p.New(d, &rt.Config)
+	if err != nil {
+		return nil, fmt.Errorf("collector %s: %w", p.Name, err)
+	}
+	return c, nil
+}
