@@ -1,6 +1,8 @@
 package schemas
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -73,7 +75,7 @@ func decodeEnvelope(b []byte, e *Envelope) error {
 		if err != nil {
 			return err
 		}
-		name, err := stringValue(b[i:end])
+		name, err := rawName(b[i:end])
 		if err != nil {
 			return syntaxErr(i, "attribute name: %v", err)
 		}
@@ -109,10 +111,10 @@ func trailing(b []byte, i int) error {
 
 // decodeAttribute reads the value at b[i:] into the attribute name of e and
 // returns the offset after it.
-func decodeAttribute(b []byte, i int, name string, e *Envelope, seen *int) (int, error) {
+func decodeAttribute(b []byte, i int, name []byte, e *Envelope, seen *int) (int, error) {
 	var dst *string
 	var bit int
-	switch name {
+	switch string(name) { // no allocation: the compiler compares in place
 	case "specversion":
 		dst, bit = &e.SpecVersion, seenSpecVersion
 	case "id":
@@ -132,16 +134,16 @@ func decodeAttribute(b []byte, i int, name string, e *Envelope, seen *int) (int,
 	case "data":
 		bit = seenData
 	case "data_base64":
-		return i, invalid(name, "binary data is not supported: Faultline payloads are JSON in \"data\"")
+		return i, invalid(string(name), "binary data is not supported: Faultline payloads are JSON in \"data\"")
 	default:
 		if !validExtensionName(name) {
-			return i, invalid(name, "attribute names are lowercase ASCII letters and digits")
+			return i, invalid(string(name), "attribute names are lowercase ASCII letters and digits")
 		}
 		// An extension Faultline does not use: checked for syntax, ignored.
 		return skipValue(b, i, 1)
 	}
 	if *seen&bit != 0 {
-		return i, invalid(name, "appears more than once")
+		return i, invalid(string(name), "appears more than once")
 	}
 	*seen |= bit
 	end, err := skipValue(b, i, 1)
@@ -155,17 +157,17 @@ func decodeAttribute(b []byte, i int, name string, e *Envelope, seen *int) (int,
 			return end, nil
 		}
 		if raw[0] != '"' {
-			return i, invalid(name, "must be a string")
+			return i, invalid(string(name), "must be a string")
 		}
-		s, err := stringValue(raw)
+		s, err := internedValue(raw)
 		if err != nil {
-			return i, invalid(name, "%v", err)
+			return i, invalid(string(name), "%v", err)
 		}
 		*dst = s
 	case bit == seenTime:
 		// Time.UnmarshalJSON sees the raw token, as under encoding/json.
 		if err := e.Time.UnmarshalJSON(raw); err != nil {
-			return i, invalid(name, "%v", err)
+			return i, invalid(string(name), "%v", err)
 		}
 	default: // data
 		e.Data = append(json.RawMessage(nil), raw...)
@@ -175,8 +177,8 @@ func decodeAttribute(b []byte, i int, name string, e *Envelope, seen *int) (int,
 
 func isNull(raw []byte) bool { return len(raw) == 4 && string(raw) == "null" }
 
-func validExtensionName(s string) bool {
-	if s == "" {
+func validExtensionName(s []byte) bool {
+	if len(s) == 0 {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
@@ -185,6 +187,45 @@ func validExtensionName(s string) bool {
 		}
 	}
 	return true
+}
+
+// rawName returns an attribute name without allocating when it has no
+// escapes (always, in practice); the caller must not keep it.
+func rawName(tok []byte) ([]byte, error) {
+	body := tok[1 : len(tok)-1]
+	if bytes.IndexByte(body, '\\') < 0 {
+		return body, nil
+	}
+	s, err := stringValue(tok)
+	return []byte(s), err
+}
+
+// internedValue is stringValue that returns the constants most envelopes
+// carry (spec version, content type, Faultline's types) without allocating.
+func internedValue(tok []byte) (string, error) {
+	switch body := tok[1 : len(tok)-1]; string(body) {
+	case SpecVersion:
+		return SpecVersion, nil
+	case ContentTypeJSON:
+		return ContentTypeJSON, nil
+	case TypeAudit:
+		return TypeAudit, nil
+	case TypeKubeEvent:
+		return TypeKubeEvent, nil
+	case TypeMetric:
+		return TypeMetric, nil
+	case TypeFinding:
+		return TypeFinding, nil
+	case TypeDeviation:
+		return TypeDeviation, nil
+	case TypeFaultCommand:
+		return TypeFaultCommand, nil
+	case TypeFaultStatus:
+		return TypeFaultStatus, nil
+	case TypeFaultAbort:
+		return TypeFaultAbort, nil
+	}
+	return stringValue(tok)
 }
 
 // stringValue returns the Go string of a scanned JSON string token. Plain
@@ -221,12 +262,23 @@ func skipSpace(b []byte, i int) int {
 // (which is '"'), checking escapes and refusing control characters as the
 // JSON grammar requires. Bytes >= 0x80 are accepted unchecked, like
 // encoding/json does.
+//
+// Strings are most of an audit event, so plain runs are skipped eight bytes
+// at a time.
 func scanString(b []byte, i int) (int, error) {
 	start := i
 	i++
 	for i < len(b) {
-		c := b[i]
-		switch {
+		for i+8 <= len(b) && !hasSpecial(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+		}
+		for i < len(b) && plainStringByte[b[i]] {
+			i++
+		}
+		if i >= len(b) {
+			break
+		}
+		switch c := b[i]; {
 		case c == '"':
 			return i + 1, nil
 		case c == '\\':
@@ -249,13 +301,33 @@ func scanString(b []byte, i int) (int, error) {
 			default:
 				return i, syntaxErr(i, "invalid escape %q", b[i+1])
 			}
-		case c < 0x20:
+		default: // c < 0x20
 			return i, syntaxErr(i, "control character in string")
-		default:
-			i++
 		}
 	}
 	return start, syntaxErr(start, "unterminated string")
+}
+
+// plainStringByte[c] reports whether c may appear in a JSON string as is.
+var plainStringByte = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+const (
+	lsbs = 0x0101010101010101
+	msbs = 0x8080808080808080
+)
+
+// hasSpecial reports whether any of the eight bytes in x is a quote, a
+// backslash or below 0x20 (the usual "has zero byte" bit trick, which is
+// exact about whether there is one).
+func hasSpecial(x uint64) bool {
+	hasZero := func(v uint64) uint64 { return (v - lsbs) & ^v & msbs }
+	below20 := (x - lsbs*0x20) & ^x & msbs
+	return below20|hasZero(x^(lsbs*'"'))|hasZero(x^(lsbs*'\\')) != 0
 }
 
 func isHex(c byte) bool {
