@@ -132,48 +132,70 @@ func splitArray(data []byte, i, depth int) ([]json.RawMessage, int, error) {
 }
 
 // splitObject handles a top-level object: an EventList (kind EventList) or
-// else a single event. Kubernetes reads JSON keys case-sensitively, so only
-// "kind", "apiVersion" and "items" count.
+// else a single event. It checks the syntax and splits the items in the same
+// pass. Kubernetes reads JSON keys case-sensitively, so only "kind",
+// "apiVersion" and "items" count; for a repeated key the last one wins, as in
+// Kubernetes.
 func splitObject(data []byte, i int) ([]json.RawMessage, error) {
-	end, err := skipValue(data, i, 0)
-	if err != nil {
-		return nil, err
-	}
-	if err := trailing(data, end); err != nil {
-		return nil, err
-	}
 	var kind, apiVersion string
-	var items []byte
-	// The object is known to be well-formed, so walk its members.
+	var items []json.RawMessage
+	var itemsStart byte // first byte of the items value, 0 if absent
 	j := skipSpace(data, i+1)
-	for j < end-1 {
+	end := 0
+	if j < len(data) && data[j] == '}' {
+		end = j + 1
+	}
+	for end == 0 {
+		if j >= len(data) || data[j] != '"' {
+			return nil, syntaxErr(j, "expected object key")
+		}
 		keyEnd, err := scanString(data, j)
 		if err != nil {
 			return nil, err
 		}
-		key, err := stringValue(data[j:keyEnd])
+		key, err := rawName(data[j:keyEnd])
 		if err != nil {
 			return nil, syntaxErr(j, "%v", err)
 		}
-		v := skipSpace(data, skipSpace(data, keyEnd)+1) // past ':'
-		vEnd, err := skipValue(data, v, 1)
+		j = skipSpace(data, keyEnd)
+		if j >= len(data) || data[j] != ':' {
+			return nil, syntaxErr(j, "expected ':' after object key")
+		}
+		j = skipSpace(data, j+1)
+		var vEnd int
+		if string(key) == "items" && j < len(data) && data[j] == '[' {
+			items, vEnd, err = splitArray(data, j, 1)
+		} else {
+			vEnd, err = skipValue(data, j, 1)
+		}
 		if err != nil {
 			return nil, err
 		}
-		switch key {
+		switch string(key) {
 		case "kind":
-			kind, _ = jsonString(data[v:vEnd])
+			kind, _ = jsonString(data[j:vEnd])
 		case "apiVersion":
-			apiVersion, _ = jsonString(data[v:vEnd])
+			apiVersion, _ = jsonString(data[j:vEnd])
 		case "items":
-			items = data[v:vEnd]
+			if itemsStart = data[j]; itemsStart != '[' {
+				items = nil
+			}
 		}
 		j = skipSpace(data, vEnd)
-		if j < len(data) && data[j] == ',' {
-			j = skipSpace(data, j+1)
-		} else {
-			break
+		if j >= len(data) {
+			return nil, syntaxErr(j, "unexpected end of object")
 		}
+		switch data[j] {
+		case ',':
+			j = skipSpace(data, j+1)
+		case '}':
+			end = j + 1
+		default:
+			return nil, syntaxErr(j, "expected ',' or '}' in object")
+		}
+	}
+	if err := trailing(data, end); err != nil {
+		return nil, err
 	}
 	if kind != "EventList" {
 		return []json.RawMessage{data[i:end:end]}, nil
@@ -181,16 +203,10 @@ func splitObject(data []byte, i int) ([]json.RawMessage, error) {
 	if apiVersion != "" && apiVersion != AuditAPIVersion && apiVersion != AuditAPIVersionV1beta1 {
 		return nil, fmt.Errorf("%w: an EventList of apiVersion %q", ErrNotAuditEvent, apiVersion)
 	}
-	if items == nil || isNull(items) {
-		return nil, nil
+	if itemsStart != 0 && itemsStart != '[' && itemsStart != 'n' {
+		return nil, fmt.Errorf("%w: EventList items is a JSON %s, not an array", ErrNotAuditEvent, jsonKind(itemsStart))
 	}
-	if items[0] != '[' {
-		return nil, fmt.Errorf("%w: EventList items is a JSON %s, not an array", ErrNotAuditEvent, jsonKind(items[0]))
-	}
-	// items is a sub-slice of data; offsets in errors are relative to it,
-	// but it was already checked, so none are expected.
-	list, _, err := splitArray(items, 0, 1)
-	return list, err
+	return items, nil
 }
 
 // jsonString decodes a JSON string token; ok is false for any other value.

@@ -124,3 +124,10 @@ func seriesTime(s *eventsv1.EventSeries) time.Time {
 	}
 	return s.LastObservedTime.Time
 }
+
+// NormalizeKubeEvent sets apiVersion and kind, which objects from client-go
+// informers leave empty, so the published JSON says what it is.
+func NormalizeKubeEvent(ev *eventsv1.Event) {
+	ev.APIVersion = KubeEventAPIVersion
+	ev.Kind = "Event"
+}
