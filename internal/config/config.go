@@ -8,6 +8,11 @@ package config
 
 import (
 	"time"
+
+	"github.com/faultline/faultline/collectors/auditfile"
+	"github.com/faultline/faultline/collectors/auditwebhook"
+	"github.com/faultline/faultline/collectors/kubeevents"
+	"github.com/faultline/faultline/collectors/metrics"
 )
 
 // Config is the whole configuration. Field docs are in the `doc` tags; they
@@ -19,6 +24,16 @@ type Config struct {
 	Bus     Bus    `yaml:"bus"`
 
 	Kubernetes Kubernetes `yaml:"kubernetes"`
+	Collectors Collectors `yaml:"collectors"`
+}
+
+// Collectors holds each collector's settings; each type lives in the
+// collector's own package.
+type Collectors struct {
+	AuditWebhook auditwebhook.Config `yaml:"audit_webhook"`
+	AuditFile    auditfile.Config    `yaml:"audit_file"`
+	KubeEvents   kubeevents.Config   `yaml:"events"`
+	Metrics      metrics.Config      `yaml:"metrics"`
 }
 
 // Kubernetes configures the connection to the watched cluster's API server,
