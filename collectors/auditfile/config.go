@@ -4,3 +4,10 @@ package auditfile
 type Config struct {
 	Enabled bool `yaml:"enabled" doc:"Follow API-server audit log files (JSON lines)."`
 }
+
+// DefaultConfig is the built-in default.
+func DefaultConfig() Config { return Config{} }
+
+// Validate returns one error per invalid field, each starting with the
+// field's YAML name (the caller adds the section path).
+func (c Config) Validate() []error { return nil }

@@ -128,6 +128,12 @@ func Default() Config {
 		Log:        Log{Level: "info", Format: "json"},
 		HTTP:       HTTP{Listen: "127.0.0.1:9880"},
 		Kubernetes: Kubernetes{QPS: 20, Burst: 40},
+		Collectors: Collectors{
+			AuditWebhook: auditwebhook.DefaultConfig(),
+			AuditFile:    auditfile.DefaultConfig(),
+			KubeEvents:   kubeevents.DefaultConfig(),
+			Metrics:      metrics.DefaultConfig(),
+		},
 		Bus: Bus{
 			Embedded:        Embedded{DataDir: "./data"},
 			ConnectTimeout:  5 * time.Second,

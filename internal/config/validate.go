@@ -142,6 +142,19 @@ func (c *Config) Validate() error {
 	if c.Kubernetes.Burst < 1 {
 		bad("kubernetes.burst", "must be at least 1 (got %d)", c.Kubernetes.Burst)
 	}
+	for _, sec := range []struct {
+		path string
+		errs []error
+	}{
+		{"collectors.audit_webhook", c.Collectors.AuditWebhook.Validate()},
+		{"collectors.audit_file", c.Collectors.AuditFile.Validate()},
+		{"collectors.events", c.Collectors.KubeEvents.Validate()},
+		{"collectors.metrics", c.Collectors.Metrics.Validate()},
+	} {
+		for _, e := range sec.errs {
+			errs = append(errs, fmt.Errorf("%s.%w", sec.path, e))
+		}
+	}
 	if len(errs) == 0 {
 		return nil
 	}
