@@ -76,7 +76,8 @@ func ParseAuditEvents(data []byte) (events []auditv1.Event, rejects []ParseError
 func SplitAuditEvents(data []byte) ([]json.RawMessage, error) {
 	i := skipSpace(data, 0)
 	if i >= len(data) {
-		return nil, fmt.Errorf("%w: empty document", ErrNotAuditEvent)
+		// Not JSON either, so both sentinels apply.
+		return nil, fmt.Errorf("%w: %w: empty document", ErrNotAuditEvent, ErrSyntax)
 	}
 	switch data[i] {
 	case '[':
