@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/faultline/faultline/bus"
+	"github.com/faultline/faultline/schemas"
 )
 
 // BusOptions configures `faultline bench bus`.
@@ -113,7 +114,10 @@ func Bus(ctx context.Context, o BusOptions) (*BusReport, error) {
 		return nil, fmt.Errorf("bench bus: %w", err)
 	}
 
-	payload := envelopeOfSize(o.Size)
+	payload, err := envelopeOfSize(o.Size)
+	if err != nil {
+		return nil, err
+	}
 	rep := &BusReport{Options: o, MessageBytes: len(payload)}
 	var bare, fl []float64
 	for r := 1; r <= o.Rounds; r++ {
@@ -198,24 +202,38 @@ func median(xs []float64) float64 {
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
-// envelopeOfSize builds a realistic CloudEvents envelope of about size bytes.
-func envelopeOfSize(size int) []byte {
-	env := map[string]any{
-		"specversion": "1.0", "id": "audit-5b1f0c84-6a3f-4c55-9a9f-1d6c0a1d2e3f-ResponseComplete",
-		"source": "faultline/collector/audit-webhook", "type": "io.faultline.audit.v1",
-		"subject": "pods/default/web-7d9c", "time": "2026-11-22T05:30:00.123456Z",
-		"datacontenttype": "application/json", "cluster": "bench",
-		"data": map[string]any{"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+// envelopeOfSize builds a realistic CloudEvents envelope of about size bytes
+// with the schemas package, as collectors do.
+func envelopeOfSize(size int) ([]byte, error) {
+	build := func(pad string) ([]byte, error) {
+		data, err := json.Marshal(map[string]any{"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
 			"auditID": "5b1f0c84-6a3f-4c55-9a9f-1d6c0a1d2e3f", "stage": "ResponseComplete",
 			"requestURI": "/api/v1/namespaces/default/pods/web-7d9c", "verb": "get",
+			"requestReceivedTimestamp": "2026-11-22T05:30:00.120000Z", "stageTimestamp": "2026-11-22T05:30:00.123456Z",
 			"user":      map[string]any{"username": "system:serviceaccount:default:web", "groups": []string{"system:serviceaccounts", "system:authenticated"}},
 			"sourceIPs": []string{"10.0.3.17"}, "userAgent": "kubectl/v1.33.13 (linux/amd64) kubernetes/abcdef",
-			"pad": ""},
+			"annotations": map[string]string{"pad": pad}})
+		if err != nil {
+			return nil, err
+		}
+		env, err := schemas.NewEnvelopeRaw(schemas.Attributes{
+			ID:     schemas.AuditEventID("5b1f0c84-6a3f-4c55-9a9f-1d6c0a1d2e3f", "ResponseComplete"),
+			Source: "faultline/collector/audit-webhook", Type: schemas.KindAuditEvent.EventType(),
+			Subject: "pods/default/web-7d9c", Cluster: "bench", Time: time.Date(2026, 11, 22, 5, 30, 0, 123456000, time.UTC),
+		}, data)
+		if err != nil {
+			return nil, err
+		}
+		return env.Encode()
 	}
-	b, _ := json.Marshal(env)
+	b, err := build("")
+	if err != nil {
+		return nil, fmt.Errorf("bench: build envelope: %w", err)
+	}
 	if pad := size - len(b); pad > 0 {
-		env["data"].(map[string]any)["pad"] = strings.Repeat("x", pad)
-		b, _ = json.Marshal(env)
+		if b, err = build(strings.Repeat("x", pad)); err != nil {
+			return nil, fmt.Errorf("bench: build envelope: %w", err)
+		}
 	}
-	return b
+	return b, nil
 }
