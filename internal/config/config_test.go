@@ -188,3 +188,68 @@ func TestFieldsHaveDocsAndUniqueNames(t *testing.T) {
 		}
 	}
 }
+
+// Lists of objects and maps are set in the YAML file only: they get no flag,
+// an environment variable for them is refused with a clear error, and the
+// fields of their items are documented.
+func TestYAMLOnlyFields(t *testing.T) {
+	byPath := map[string]Field{}
+	for _, f := range Fields() {
+		byPath[f.Path] = f
+	}
+	for _, tc := range []struct {
+		path     string
+		yamlOnly bool
+	}{
+		{"collectors.metrics.scrape.targets", true},
+		{"collectors.metrics.scrape.targets[].url", true},
+		{"collectors.metrics.scrape.targets[].labels", true},
+		{"collectors.metrics.promql.queries[].query", true},
+		{"collectors.metrics.scrape.kubernetes_pods.namespaces", false},
+		{"bus.urls", false},
+	} {
+		f, ok := byPath[tc.path]
+		if !ok {
+			t.Errorf("%s: not listed", tc.path)
+			continue
+		}
+		if f.YAMLOnly != tc.yamlOnly {
+			t.Errorf("%s: YAMLOnly = %v, want %v", tc.path, f.YAMLOnly, tc.yamlOnly)
+		}
+		if f.YAMLOnly && (f.Flag != "" || f.Env != "") {
+			t.Errorf("%s: YAML-only field has flag %q env %q", tc.path, f.Flag, f.Env)
+		}
+	}
+
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	f := BindFlags(fs)
+	if fs.Lookup("collectors.metrics.scrape.targets") != nil {
+		t.Error("a list of objects got a flag")
+	}
+	_, err := f.Load([]string{"FAULTLINE_COLLECTORS_METRICS_SCRAPE_TARGETS=http://x/metrics"})
+	if err == nil || !strings.Contains(err.Error(), "collectors.metrics.scrape.targets is a list of objects: set it in the YAML file") {
+		t.Errorf("env for a YAML-only field: error %v", err)
+	}
+	if err := byPath["collectors.metrics.scrape.targets"].Set(new(Config), "x"); err == nil {
+		t.Error("Set on a YAML-only field succeeded")
+	}
+
+	fs = pflag.NewFlagSet("t", pflag.ContinueOnError)
+	f = BindFlags(fs)
+	if err := fs.Parse([]string{"--config", filepath.Join("testdata", "metrics.good.yaml")}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.Load(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := byPath["collectors.metrics.scrape.targets"].Get(&c); got != "2 items" {
+		t.Errorf("Get = %q, want 2 items", got)
+	}
+	if got := c.Collectors.Metrics.Scrape.Targets[0].Labels["job"]; got != "shop" {
+		t.Errorf("labels not read from YAML: %q", got)
+	}
+	if !strings.Contains(Markdown(), "| `collectors.metrics.scrape.targets[].url` | — | YAML only |") {
+		t.Error("Markdown does not document the items' fields as YAML only")
+	}
+}

@@ -35,6 +35,8 @@ every problem is listed at once.
 Lists are comma-separated in flags and environment variables
 (` + "`--bus.urls=nats://a:4222,nats://b:4222`" + `). Durations use Go syntax (` + "`500ms`, `30s`, `168h`" + `).
 Sizes take units (` + "`512MiB`, `10GiB`, `1GB`" + `) or a plain number of bytes.
+Lists of objects and maps (for example ` + "`collectors.metrics.scrape.targets`" + `) are
+set in the YAML file only; their items' fields are listed as ` + "`list[].field`" + `.
 
 Secrets (passwords, tokens, keys) are never given inline: every secret
 setting names a file, so they do not show in process lists, shell history or
@@ -46,9 +48,12 @@ An example with the defaults is in [` + "`docs/faultline.example.yaml`" + `](fau
 | --- | --- | --- | --- | --- | --- |
 `)
 	for _, f := range Fields() {
-		flag := "`--" + f.Flag + "`"
+		flag, env := "`--"+f.Flag+"`", "`"+f.Env+"`"
 		if f.Alias != "" {
 			flag += ", `--" + f.Alias + "`"
+		}
+		if f.YAMLOnly {
+			flag, env = "—", "YAML only"
 		}
 		d := f.Get(&def)
 		if d == "" {
@@ -56,7 +61,7 @@ An example with the defaults is in [` + "`docs/faultline.example.yaml`" + `](fau
 		} else {
 			d = "`" + d + "`"
 		}
-		fmt.Fprintf(&b, "| `%s` | %s | `%s` | %s | %s | %s |\n", f.Path, flag, f.Env, f.Type, d, strings.ReplaceAll(f.Doc, "|", `\|`))
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s | %s |\n", f.Path, flag, env, f.Type, d, strings.ReplaceAll(f.Doc, "|", `\|`))
 	}
 	return b.String()
 }

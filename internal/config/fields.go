@@ -17,7 +17,12 @@ type Field struct {
 	Env   string // environment variable, e.g. FAULTLINE_BUS_EMBEDDED_DATA_DIR
 	Doc   string
 	Type  string // for documentation
-	index []int
+	// YAMLOnly marks settings that only the YAML file can hold: lists of
+	// objects, maps, and the fields of a list's items (Path has "[]" for
+	// the item, e.g. collectors.metrics.scrape.targets[].url). They have no
+	// flag and no environment variable.
+	YAMLOnly bool
+	index    []int // nil for the fields of a list's items
 }
 
 var (
@@ -45,15 +50,22 @@ func walk(t reflect.Type, index []int, prefix string, out *[]Field) {
 			path = prefix + "." + name
 		}
 		idx := append(append([]int(nil), index...), i)
-		if sf.Type.Kind() == reflect.Struct && !reflect.PointerTo(sf.Type).Implements(textUnmarshaler) {
+		if isStruct(sf.Type) {
 			walk(sf.Type, idx, path, out)
+			continue
+		}
+		if yamlOnly(sf.Type) {
+			*out = append(*out, Field{Path: path, Doc: sf.Tag.Get("doc"), Type: typeName(sf.Type), YAMLOnly: true, index: idx})
+			if sf.Type.Kind() == reflect.Slice && isStruct(sf.Type.Elem()) {
+				walkItems(sf.Type.Elem(), path+"[]", out)
+			}
 			continue
 		}
 		*out = append(*out, Field{
 			Path:  path,
 			Flag:  strings.ReplaceAll(path, "_", "-"),
 			Alias: sf.Tag.Get("flag"),
-			Env:   "FAULTLINE_" + strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(path)),
+			Env:   envName(path),
 			Doc:   sf.Tag.Get("doc"),
 			Type:  typeName(sf.Type),
 			index: idx,
@@ -61,8 +73,55 @@ func walk(t reflect.Type, index []int, prefix string, out *[]Field) {
 	}
 }
 
+// walkItems documents the fields of a list's items: YAML-only, not
+// addressable in Config (index nil).
+func walkItems(t reflect.Type, prefix string, out *[]Field) {
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		name, _, _ := strings.Cut(sf.Tag.Get("yaml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		path := prefix + "." + name
+		switch {
+		case isStruct(sf.Type):
+			walkItems(sf.Type, path, out)
+		default:
+			*out = append(*out, Field{Path: path, Doc: sf.Tag.Get("doc"), Type: typeName(sf.Type), YAMLOnly: true})
+			if sf.Type.Kind() == reflect.Slice && isStruct(sf.Type.Elem()) {
+				walkItems(sf.Type.Elem(), path+"[]", out)
+			}
+		}
+	}
+}
+
+func isStruct(t reflect.Type) bool {
+	return t.Kind() == reflect.Struct && !reflect.PointerTo(t).Implements(textUnmarshaler)
+}
+
+// yamlOnly tells whether a flag or environment string cannot express a value
+// of t: lists of objects and maps.
+func yamlOnly(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Map:
+		return true
+	case reflect.Slice:
+		return isStruct(t.Elem())
+	}
+	return false
+}
+
+// envName is the environment variable a setting at path would have.
+func envName(path string) string {
+	return "FAULTLINE_" + strings.ToUpper(strings.NewReplacer(".", "_", "-", "_").Replace(path))
+}
+
 func typeName(t reflect.Type) string {
 	switch {
+	case t.Kind() == reflect.Slice && isStruct(t.Elem()):
+		return "list of objects"
+	case t.Kind() == reflect.Map:
+		return "map of " + t.Key().Kind().String() + " to " + t.Elem().Kind().String()
 	case t == durationType:
 		return "duration"
 	case t == durationsType:
@@ -78,6 +137,9 @@ func typeName(t reflect.Type) string {
 // Set parses raw (a flag or environment value) into the field of c.
 // Lists are comma-separated.
 func (f Field) Set(c *Config, raw string) error {
+	if f.YAMLOnly {
+		return fmt.Errorf("%s: a %s is set in the YAML file only", f.Path, f.Type)
+	}
 	v := reflect.ValueOf(c).Elem().FieldByIndex(f.index)
 	if err := setValue(v, raw); err != nil {
 		return fmt.Errorf("%s: %w", f.Path, err)
@@ -86,8 +148,18 @@ func (f Field) Set(c *Config, raw string) error {
 }
 
 // Get formats the field of c like a flag value.
+// YAML-only settings show how many items they hold ("" when none).
 func (f Field) Get(c *Config) string {
+	if f.index == nil {
+		return ""
+	}
 	v := reflect.ValueOf(c).Elem().FieldByIndex(f.index)
+	if f.YAMLOnly {
+		if v.Len() == 0 {
+			return ""
+		}
+		return fmt.Sprintf("%d items", v.Len())
+	}
 	return formatValue(v)
 }
 

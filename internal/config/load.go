@@ -30,6 +30,9 @@ func BindFlags(fs *pflag.FlagSet) *Flags {
 	f := &Flags{fs: fs, raw: map[string]*string{}}
 	f.configPath = fs.String("config", "", "YAML configuration file (env "+EnvConfigFile+")")
 	for _, fld := range Fields() {
+		if fld.YAMLOnly {
+			continue
+		}
 		usage := fld.Doc + " (env " + fld.Env + ")"
 		p := new(string)
 		fs.StringVar(p, fld.Flag, fld.Get(&def), usage)
@@ -66,6 +69,12 @@ func (f *Flags) Load(environ []string) (Config, error) {
 		}
 	}
 	for _, fld := range Fields() {
+		if fld.YAMLOnly {
+			if name := envName(fld.Path); fld.index != nil && env[name] != "" {
+				return cfg, fmt.Errorf("config: environment %s: %s is a %s: set it in the YAML file", name, fld.Path, fld.Type)
+			}
+			continue
+		}
 		if raw, ok := env[fld.Env]; ok {
 			if err := fld.Set(&cfg, raw); err != nil {
 				return cfg, fmt.Errorf("config: environment %s: %w", fld.Env, err)
@@ -74,6 +83,9 @@ func (f *Flags) Load(environ []string) (Config, error) {
 	}
 	if f != nil && f.fs != nil {
 		for _, fld := range Fields() {
+			if fld.YAMLOnly {
+				continue
+			}
 			for _, name := range []string{fld.Flag, fld.Alias} {
 				if name == "" {
 					continue
