@@ -198,7 +198,12 @@ func (c *Cluster) start(ctx context.Context, binDir string, opts Options) error 
 		if err := writeKubeconfig(id.Kubeconfig, c.Host, c.CAPEM, id.Name, id.Token, c.Name); err != nil {
 			return err
 		}
-		fmt.Fprintf(&tokens, "%s,%s,%s,\"%s\"\n", id.Token, id.Name, id.Name, strings.Join(id.Groups, ","))
+		// token,user,uid[,"group1,group2"]
+		fmt.Fprintf(&tokens, "%s,%s,%s", id.Token, id.Name, id.Name)
+		if len(id.Groups) > 0 {
+			fmt.Fprintf(&tokens, ",%q", strings.Join(id.Groups, ","))
+		}
+		tokens.WriteByte('\n')
 	}
 	tokenFile := filepath.Join(c.Dir, "tokens.csv")
 	if err := os.WriteFile(tokenFile, []byte(tokens.String()), 0o600); err != nil {
