@@ -20,6 +20,7 @@ Start everything in one process with an embedded NATS server:
 		SilenceErrors: true,
 	}
 	// subcommands
+	root.AddCommand(newDevCommand())
 	root.AddCommand(newVersionCommand())
 	root.AddCommand(newRunCommand())
 	root.AddCommand(newConfigCommand())
