@@ -1,0 +1,474 @@
+// Package audit is a lazy, read-only view of one Kubernetes audit event for
+// the analyzers. Parse scans the raw JSON once, decodes the small fields
+// every analyzer reads (verb, user, objectRef, source IPs, response code,
+// ...), checks the event the way schemas.ParseAuditEvent does, and leaves
+// the large parts (requestObject, responseObject, annotations) as raw bytes
+// until someone asks for them. An analyzer never pays for the full
+// encoding/json decode into the upstream type.
+package audit
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	authnv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+
+	"github.com/faultline/faultline/schemas"
+)
+
+// User is the authenticated (or impersonated) identity of a request.
+type User struct {
+	Username string
+	UID      string
+	Groups   []string
+	Extra    map[string][]string
+}
+
+// ObjectRef is the object a request is about.
+type ObjectRef struct {
+	Resource    string
+	Namespace   string
+	Name        string
+	UID         string
+	APIGroup    string
+	APIVersion  string
+	Subresource string
+}
+
+// Event is one parsed audit event. The exported fields are decoded by Parse;
+// the methods decode the rest on first use. An Event is safe for concurrent
+// readers.
+type Event struct {
+	Raw []byte
+
+	AuditID    string
+	Stage      string
+	Level      string
+	Verb       string
+	RequestURI string
+	UserAgent  string
+	User       User
+	// Impersonated is nil unless the request impersonated someone.
+	Impersonated *User
+	SourceIPs    []string
+	// HasObjectRef tells whether the event names an object (resource
+	// requests do, non-resource URLs such as /metrics do not).
+	HasObjectRef bool
+	ObjectRef    ObjectRef
+	// Code is responseStatus.code, 0 when absent.
+	Code int
+
+	requestReceived, stageTime string
+	reqObj, respObj, annot     []byte
+
+	once struct {
+		req, resp, annot, times, query sync.Once
+	}
+	reqVal, respVal  any
+	reqErr, respErr  error
+	annotations      map[string]string
+	received, staged time.Time
+	query            url.Values
+}
+
+// ErrNotAuditEvent is schemas.ErrNotAuditEvent: every Parse error wraps it.
+var ErrNotAuditEvent = schemas.ErrNotAuditEvent
+
+// Parse reads one audit event (audit.k8s.io/v1 or v1beta1). raw is kept, not
+// copied: the caller must not change it while the Event is in use. The error
+// wraps ErrNotAuditEvent and says what is wrong.
+func Parse(raw []byte) (*Event, error) {
+	ev := &Event{Raw: raw}
+	if err := ev.parse(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotAuditEvent, err)
+	}
+	return ev, nil
+}
+
+func (ev *Event) parse() error {
+	b := ev.Raw
+	start := skipSpace(b, 0)
+	if start >= len(b) || b[start] != '{' {
+		return errors.New("not a JSON object")
+	}
+	var kind, apiVersion string
+	var sawKind, sawAPIVersion bool
+	end, err := eachMember(b, start, func(key []byte, vs, ve int) error {
+		v := b[vs:ve]
+		var ok bool
+		switch string(key) {
+		case "kind":
+			if isNull(v) {
+				return nil
+			}
+			if kind, ok = str(v); !ok {
+				return fmt.Errorf("kind is %s, want \"Event\"", clip(v))
+			}
+			sawKind = true
+		case "apiVersion":
+			if isNull(v) {
+				return nil
+			}
+			if apiVersion, ok = str(v); !ok {
+				return fmt.Errorf("apiVersion is %s, not a string", clip(v))
+			}
+			sawAPIVersion = true
+		case "auditID":
+			return field(v, "auditID", &ev.AuditID)
+		case "stage":
+			return field(v, "stage", &ev.Stage)
+		case "level":
+			return field(v, "level", &ev.Level)
+		case "verb":
+			return field(v, "verb", &ev.Verb)
+		case "requestURI":
+			return field(v, "requestURI", &ev.RequestURI)
+		case "userAgent":
+			return field(v, "userAgent", &ev.UserAgent)
+		case "requestReceivedTimestamp":
+			return field(v, "requestReceivedTimestamp", &ev.requestReceived)
+		case "stageTimestamp":
+			return field(v, "stageTimestamp", &ev.stageTime)
+		case "sourceIPs":
+			if ev.SourceIPs, ok = strList(v); !ok {
+				return errors.New("sourceIPs is not a list of strings")
+			}
+		case "user":
+			return parseUser(v, &ev.User, "user")
+		case "impersonatedUser":
+			if isNull(v) {
+				return nil
+			}
+			ev.Impersonated = &User{}
+			return parseUser(v, ev.Impersonated, "impersonatedUser")
+		case "objectRef":
+			if isNull(v) {
+				return nil
+			}
+			ev.HasObjectRef = true
+			return parseObjectRef(v, &ev.ObjectRef)
+		case "responseStatus":
+			if isNull(v) {
+				return nil
+			}
+			return parseStatus(v, &ev.Code)
+		case "requestObject":
+			ev.reqObj = nullable(v)
+		case "responseObject":
+			ev.respObj = nullable(v)
+		case "annotations":
+			if !isNull(v) && v[0] != '{' {
+				return errors.New("annotations is not an object")
+			}
+			ev.annot = nullable(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if i := skipSpace(b, end); i != len(b) {
+		return syntax(i, "data after the event")
+	}
+	switch {
+	case sawKind && kind != "" && kind != "Event":
+		return fmt.Errorf("kind is %q, want Event", kind)
+	case sawAPIVersion && apiVersion != "" && apiVersion != schemas.AuditAPIVersion && apiVersion != schemas.AuditAPIVersionV1beta1:
+		return fmt.Errorf("apiVersion is %q, want %s or %s", apiVersion, schemas.AuditAPIVersion, schemas.AuditAPIVersionV1beta1)
+	case ev.AuditID == "":
+		return errors.New("missing auditID")
+	case ev.Stage == "":
+		return errors.New("missing stage")
+	case !knownStage(ev.Stage):
+		return fmt.Errorf("stage %q is not RequestReceived, ResponseStarted, ResponseComplete or Panic", ev.Stage)
+	case ev.Level == "":
+		return errors.New("missing level")
+	case !knownLevel(ev.Level):
+		return fmt.Errorf("level %q is not None, Metadata, Request or RequestResponse", ev.Level)
+	case ev.Verb == "":
+		return errors.New("missing verb")
+	case ev.RequestURI == "":
+		return errors.New("missing requestURI")
+	case ev.requestReceived == "":
+		return errors.New("missing requestReceivedTimestamp")
+	case ev.stageTime == "":
+		return errors.New("missing stageTimestamp")
+	}
+	return nil
+}
+
+func clip(v []byte) string {
+	if len(v) > 40 {
+		return string(v[:40]) + "…"
+	}
+	return string(v)
+}
+
+func field(v []byte, name string, dst *string) error {
+	if isNull(v) {
+		return nil
+	}
+	s, ok := str(v)
+	if !ok {
+		return fmt.Errorf("%s is %s, not a string", name, clip(v))
+	}
+	*dst = s
+	return nil
+}
+
+func nullable(v []byte) []byte {
+	if isNull(v) {
+		return nil
+	}
+	return v
+}
+
+func parseUser(v []byte, u *User, name string) error {
+	if isNull(v) {
+		return nil
+	}
+	if v[0] != '{' {
+		return fmt.Errorf("%s is not an object", name)
+	}
+	_, err := eachMember(v, 0, func(key []byte, vs, ve int) error {
+		x := v[vs:ve]
+		switch string(key) {
+		case "username":
+			return field(x, name+".username", &u.Username)
+		case "uid":
+			return field(x, name+".uid", &u.UID)
+		case "groups":
+			var ok bool
+			if u.Groups, ok = strList(x); !ok {
+				return fmt.Errorf("%s.groups is not a list of strings", name)
+			}
+		case "extra":
+			if isNull(x) {
+				return nil
+			}
+			if err := json.Unmarshal(x, &u.Extra); err != nil {
+				return fmt.Errorf("%s.extra: %v", name, err)
+			}
+		}
+		return nil
+	})
+	return err
+}
+
+func parseObjectRef(v []byte, r *ObjectRef) error {
+	if v[0] != '{' {
+		return errors.New("objectRef is not an object")
+	}
+	_, err := eachMember(v, 0, func(key []byte, vs, ve int) error {
+		x := v[vs:ve]
+		switch string(key) {
+		case "resource":
+			return field(x, "objectRef.resource", &r.Resource)
+		case "namespace":
+			return field(x, "objectRef.namespace", &r.Namespace)
+		case "name":
+			return field(x, "objectRef.name", &r.Name)
+		case "uid":
+			return field(x, "objectRef.uid", &r.UID)
+		case "apiGroup":
+			return field(x, "objectRef.apiGroup", &r.APIGroup)
+		case "apiVersion":
+			return field(x, "objectRef.apiVersion", &r.APIVersion)
+		case "subresource":
+			return field(x, "objectRef.subresource", &r.Subresource)
+		}
+		return nil
+	})
+	return err
+}
+
+func parseStatus(v []byte, code *int) error {
+	if v[0] != '{' {
+		return errors.New("responseStatus is not an object")
+	}
+	_, err := eachMember(v, 0, func(key []byte, vs, ve int) error {
+		if string(key) != "code" {
+			return nil
+		}
+		x := v[vs:ve]
+		if isNull(x) {
+			return nil
+		}
+		n, ok := integer(x)
+		if !ok || n < -1<<31 || n > 1<<31-1 {
+			return fmt.Errorf("responseStatus.code is %s, not an integer", clip(x))
+		}
+		*code = int(n)
+		return nil
+	})
+	return err
+}
+
+func knownStage(s string) bool {
+	switch auditv1.Stage(s) {
+	case auditv1.StageRequestReceived, auditv1.StageResponseStarted, auditv1.StageResponseComplete, auditv1.StagePanic:
+		return true
+	}
+	return false
+}
+
+func knownLevel(l string) bool {
+	switch auditv1.Level(l) {
+	case auditv1.LevelNone, auditv1.LevelMetadata, auditv1.LevelRequest, auditv1.LevelRequestResponse:
+		return true
+	}
+	return false
+}
+
+// ID is the event's envelope id, schemas.AuditEventID(auditID, stage).
+func (ev *Event) ID() string { return schemas.AuditEventID(ev.AuditID, ev.Stage) }
+
+// Resource is "resource" or "resource/subresource", "" for non-resource
+// requests.
+func (ev *Event) Resource() string {
+	if ev.ObjectRef.Subresource == "" {
+		return ev.ObjectRef.Resource
+	}
+	return ev.ObjectRef.Resource + "/" + ev.ObjectRef.Subresource
+}
+
+// RequestObject is requestObject decoded into generic JSON values
+// (map[string]any, []any, string, float64, bool, nil); nil when absent.
+func (ev *Event) RequestObject() (any, error) {
+	ev.once.req.Do(func() { ev.reqVal, ev.reqErr = decodeAny(ev.reqObj, "requestObject") })
+	return ev.reqVal, ev.reqErr
+}
+
+// ResponseObject is responseObject decoded like RequestObject.
+func (ev *Event) ResponseObject() (any, error) {
+	ev.once.resp.Do(func() { ev.respVal, ev.respErr = decodeAny(ev.respObj, "responseObject") })
+	return ev.respVal, ev.respErr
+}
+
+// HasRequestObject tells whether the event carries a request body.
+func (ev *Event) HasRequestObject() bool { return len(ev.reqObj) > 0 }
+
+func decodeAny(raw []byte, name string) (any, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", name, err)
+	}
+	return v, nil
+}
+
+// Annotations are the event's annotations (never nil); values that are not
+// strings are left out.
+func (ev *Event) Annotations() map[string]string {
+	ev.once.annot.Do(func() {
+		ev.annotations = map[string]string{}
+		if len(ev.annot) == 0 {
+			return
+		}
+		_, _ = eachMember(ev.annot, 0, func(key []byte, vs, ve int) error {
+			k, kok := str(ev.annot[keyStart(ev.annot, key):keyEnd(ev.annot, key)])
+			if v, ok := str(ev.annot[vs:ve]); ok && kok {
+				ev.annotations[k] = v
+			}
+			return nil
+		})
+	})
+	return ev.annotations
+}
+
+func (ev *Event) parseTimes() {
+	ev.once.times.Do(func() {
+		ev.received, _ = time.Parse(time.RFC3339Nano, ev.requestReceived)
+		ev.staged, _ = time.Parse(time.RFC3339Nano, ev.stageTime)
+	})
+}
+
+// ReceivedAt is requestReceivedTimestamp (zero if unparsable).
+func (ev *Event) ReceivedAt() time.Time { ev.parseTimes(); return ev.received }
+
+// StageAt is stageTimestamp (zero if unparsable).
+func (ev *Event) StageAt() time.Time { ev.parseTimes(); return ev.staged }
+
+// Time is when the request happened: requestReceivedTimestamp, else
+// stageTimestamp.
+func (ev *Event) Time() time.Time {
+	if t := ev.ReceivedAt(); !t.IsZero() {
+		return t
+	}
+	return ev.StageAt()
+}
+
+// Query is the requestURI's query (exec's command, container, ...).
+func (ev *Event) Query() url.Values {
+	ev.once.query.Do(func() {
+		if _, q, ok := strings.Cut(ev.RequestURI, "?"); ok {
+			ev.query, _ = url.ParseQuery(q)
+		}
+		if ev.query == nil {
+			ev.query = url.Values{}
+		}
+	})
+	return ev.query
+}
+
+// Upstream returns the fields analyzers copy into findings as the upstream
+// type (without request and response objects), for
+// schemas.Finding.SetAuditContext.
+func (ev *Event) Upstream() *auditv1.Event {
+	out := &auditv1.Event{
+		TypeMeta:   metav1.TypeMeta{APIVersion: schemas.AuditAPIVersion, Kind: "Event"},
+		Level:      auditv1.Level(ev.Level),
+		AuditID:    typesUID(ev.AuditID),
+		Stage:      auditv1.Stage(ev.Stage),
+		RequestURI: ev.RequestURI,
+		Verb:       ev.Verb,
+		User:       toUserInfo(ev.User),
+		SourceIPs:  ev.SourceIPs,
+		UserAgent:  ev.UserAgent,
+	}
+	if ev.Impersonated != nil {
+		u := toUserInfo(*ev.Impersonated)
+		out.ImpersonatedUser = &u
+	}
+	if ev.HasObjectRef {
+		r := ev.ObjectRef
+		out.ObjectRef = &auditv1.ObjectReference{
+			Resource: r.Resource, Namespace: r.Namespace, Name: r.Name, UID: typesUID(r.UID),
+			APIGroup: r.APIGroup, APIVersion: r.APIVersion, Subresource: r.Subresource,
+		}
+	}
+	if ev.Code != 0 {
+		out.ResponseStatus = &metav1.Status{Code: int32(ev.Code)}
+	}
+	out.RequestReceivedTimestamp = metav1.NewMicroTime(ev.ReceivedAt())
+	out.StageTimestamp = metav1.NewMicroTime(ev.StageAt())
+	return out
+}
+
+func typesUID(s string) types.UID { return types.UID(s) }
+
+// keyStart and keyEnd widen a key slice (which aliases b, without its
+// quotes) back to the quoted token.
+func keyStart(b, key []byte) int { return cap(b) - cap(key) - 1 }
+func keyEnd(b, key []byte) int   { return keyStart(b, key) + len(key) + 2 }
+
+func toUserInfo(u User) authnv1.UserInfo {
+	info := authnv1.UserInfo{Username: u.Username, UID: u.UID, Groups: u.Groups}
+	if len(u.Extra) > 0 {
+		info.Extra = make(map[string]authnv1.ExtraValue, len(u.Extra))
+		for k, v := range u.Extra {
+			info.Extra[k] = v
+		}
+	}
+	return info
+}

@@ -1,0 +1,615 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+
+	"github.com/faultline/faultline/analyzers"
+	"github.com/faultline/faultline/analyzers/audit"
+	"github.com/faultline/faultline/schemas"
+)
+
+// Options say which rules an Engine runs.
+type Options struct {
+	// Sources are read in order; later files extend earlier ones. Empty:
+	// the embedded default ruleset only.
+	Sources []Source
+	// Disabled rule ids are not run.
+	Disabled []string
+	// ReplaceLists replace, and AppendLists extend, the rule files' lists
+	// (configuration overrides).
+	ReplaceLists map[string][]string
+	AppendLists  map[string][]string
+	// WindowMaxKeys bounds the keys each windowed rule tracks (default
+	// 10000); beyond it the least recently seen keys are forgotten.
+	WindowMaxKeys int
+	// DedupeSize bounds the audit ids remembered between a request's
+	// ResponseStarted and ResponseComplete events (default 65536).
+	DedupeSize int
+}
+
+// Rule is a compiled rule.
+type Rule struct {
+	ID          string
+	Name        string
+	Description string
+	Ruleset     string
+	Severity    schemas.Severity
+	MITRE       []string
+	File        string
+
+	decision   string          // allowed, denied or any
+	verbs      map[string]bool // nil: any
+	resources  []resPattern    // nil: any
+	cond       cel.Program
+	exceptions []exception
+	window     *window
+	output     []outputPart
+}
+
+// Windowed tells whether the rule counts events in a window.
+func (r *Rule) Windowed() bool { return r.window != nil }
+
+type resPattern struct {
+	res, sub string
+	slash    bool
+}
+
+func (p resPattern) match(res, sub string) bool {
+	if p.res != "*" && p.res != res {
+		return false
+	}
+	if !p.slash {
+		return p.res == "*" || sub == ""
+	}
+	return p.sub == "*" || p.sub == sub
+}
+
+type exception struct {
+	name   string
+	field  cel.Program
+	values []string
+}
+
+type outputPart struct {
+	lit  string
+	prog cel.Program
+}
+
+// Hit is a rule that fired on an event.
+type Hit struct {
+	Rule    *Rule
+	Message string
+	// Count is the window's count when a windowed rule fired.
+	Count int
+}
+
+// Engine evaluates a compiled ruleset. It is safe for concurrent use.
+type Engine struct {
+	rules []*Rule
+	lists map[string][]string
+
+	idxMu sync.RWMutex
+	index map[idxKey][]*Rule
+
+	dedupe *idSet
+
+	evalErrors  atomic.Uint64
+	evictions   atomic.Uint64
+	actPool     sync.Pool
+	windowLimit int
+}
+
+type idxKey struct{ verb, res, sub string }
+
+const maxIndexEntries = 4096
+
+// Compile reads, checks and compiles the rules. Every problem is reported,
+// each naming its file and rule id (see RuleError).
+func Compile(opts Options) (*Engine, error) {
+	srcs := opts.Sources
+	if len(srcs) == 0 {
+		srcs = []Source{DefaultSource()}
+	}
+	files, names, err := readSources(srcs)
+	if err != nil {
+		return nil, err
+	}
+	m, err := merge(files, names, opts)
+	if err != nil {
+		return nil, err
+	}
+	env, err := newEnv(m.lists)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		lists:       m.lists,
+		index:       map[idxKey][]*Rule{},
+		dedupe:      newIDSet(opts.DedupeSize),
+		windowLimit: opts.WindowMaxKeys,
+	}
+	if e.windowLimit <= 0 {
+		e.windowLimit = 10000
+	}
+	e.actPool.New = func() any { return &activation{} }
+	var errs []error
+	for _, spec := range m.rules {
+		r, err := e.compileRule(env, spec, m.rulesets[spec.ID])
+		if err != nil {
+			errs = append(errs, &RuleError{File: spec.file, Rule: spec.ID, Err: err})
+			continue
+		}
+		e.rules = append(e.rules, r)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return e, nil
+}
+
+func (e *Engine) compileRule(env *cel.Env, s *RuleSpec, ruleset string) (*Rule, error) {
+	sev, _ := schemas.ParseSeverity(s.Severity)
+	r := &Rule{
+		ID: s.ID, Name: s.Name, Description: strings.TrimSpace(s.Description), Ruleset: ruleset,
+		Severity: sev, MITRE: s.MITRE, File: s.file,
+	}
+	r.decision = s.Match.Decision
+	if r.decision == "" {
+		r.decision = "allowed"
+	}
+	if len(s.Match.Verbs) > 0 {
+		r.verbs = map[string]bool{}
+		for _, v := range s.Match.Verbs {
+			r.verbs[v] = true
+		}
+	}
+	for _, res := range s.Match.Resources {
+		p := resPattern{}
+		p.res, p.sub, p.slash = strings.Cut(res, "/")
+		r.resources = append(r.resources, p)
+	}
+	var errs []error
+	var err error
+	if r.cond, err = compileExpr(env, s.Condition, cel.BoolType); err != nil {
+		errs = append(errs, fmt.Errorf("condition: %w", err))
+	}
+	for _, x := range s.Exceptions {
+		p, err := compileExpr(env, x.Field, nil)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("exception %s: field: %w", x.Name, err))
+			continue
+		}
+		r.exceptions = append(r.exceptions, exception{name: x.Name, field: p, values: x.Values})
+	}
+	if w := s.Window; w != nil {
+		d, _ := time.ParseDuration(w.Duration)
+		win := &window{dur: d, count: w.Count, keys: map[string]*winState{}, limit: e.windowLimit, evictions: &e.evictions}
+		if win.key, err = compileExpr(env, w.Key, nil); err != nil {
+			errs = append(errs, fmt.Errorf("window.key: %w", err))
+		}
+		if w.Distinct != "" {
+			if win.distinct, err = compileExpr(env, w.Distinct, nil); err != nil {
+				errs = append(errs, fmt.Errorf("window.distinct: %w", err))
+			}
+		}
+		r.window = win
+	}
+	if r.output, err = compileOutput(env, s.Output); err != nil {
+		errs = append(errs, fmt.Errorf("output: %w", err))
+	}
+	return r, errors.Join(errs...)
+}
+
+func compileExpr(env *cel.Env, expr string, want *cel.Type) (cel.Program, error) {
+	ast, iss := env.Compile(expr)
+	if iss.Err() != nil {
+		return nil, fmt.Errorf("CEL: %s", strings.TrimSpace(iss.Err().Error()))
+	}
+	if want != nil && !ast.OutputType().IsExactType(want) && !ast.OutputType().IsExactType(cel.DynType) {
+		return nil, fmt.Errorf("CEL: the expression is a %s, want %s", ast.OutputType(), want)
+	}
+	p, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
+	if err != nil {
+		return nil, fmt.Errorf("CEL program: %w", err)
+	}
+	return p, nil
+}
+
+// compileOutput splits "text ${expr} text" into parts.
+func compileOutput(env *cel.Env, s string) ([]outputPart, error) {
+	var parts []outputPart
+	for s != "" {
+		i := strings.Index(s, "${")
+		if i < 0 {
+			parts = append(parts, outputPart{lit: s})
+			break
+		}
+		if i > 0 {
+			parts = append(parts, outputPart{lit: s[:i]})
+		}
+		depth, j := 0, i+2
+		for ; j < len(s); j++ {
+			if s[j] == '{' {
+				depth++
+			} else if s[j] == '}' {
+				if depth == 0 {
+					break
+				}
+				depth--
+			}
+		}
+		if j >= len(s) {
+			return nil, fmt.Errorf("unterminated ${ at byte %d", i)
+		}
+		p, err := compileExpr(env, s[i+2:j], nil)
+		if err != nil {
+			return nil, fmt.Errorf("${%s}: %w", s[i+2:j], err)
+		}
+		parts = append(parts, outputPart{prog: p})
+		s = s[j+1:]
+	}
+	return parts, nil
+}
+
+// Rules returns the compiled rules, in ruleset order.
+func (e *Engine) Rules() []*Rule { return e.rules }
+
+// Rule returns the rule with id, or nil.
+func (e *Engine) Rule(id string) *Rule {
+	for _, r := range e.rules {
+		if r.ID == id {
+			return r
+		}
+	}
+	return nil
+}
+
+// Lists returns the merged lists.
+func (e *Engine) Lists() map[string][]string { return e.lists }
+
+// EvalErrors counts rule evaluations that failed at run time (treated as
+// no match), WindowEvictions the window keys forgotten at the bound.
+func (e *Engine) EvalErrors() uint64      { return e.evalErrors.Load() }
+func (e *Engine) WindowEvictions() uint64 { return e.evictions.Load() }
+
+// candidates returns the rules whose match admits the event.
+func (e *Engine) candidates(ev *audit.Event) []*Rule {
+	k := idxKey{ev.Verb, ev.ObjectRef.Resource, ev.ObjectRef.Subresource}
+	e.idxMu.RLock()
+	rs, ok := e.index[k]
+	e.idxMu.RUnlock()
+	if ok {
+		return rs
+	}
+	for _, r := range e.rules {
+		if r.verbs != nil && !r.verbs[k.verb] {
+			continue
+		}
+		if r.resources != nil {
+			found := false
+			for _, p := range r.resources {
+				if p.match(k.res, k.sub) {
+					found = true
+					break
+				}
+			}
+			if !found {
+				continue
+			}
+		}
+		rs = append(rs, r)
+	}
+	e.idxMu.Lock()
+	if len(e.index) < maxIndexEntries {
+		e.index[k] = rs
+	}
+	e.idxMu.Unlock()
+	return rs
+}
+
+// Evaluate runs the rules over one event and returns those that fire.
+//
+// A request is evaluated once: RequestReceived events are skipped, and the
+// ResponseComplete event of a request whose ResponseStarted event was
+// evaluated (watches, exec, port-forward) is skipped too.
+func (e *Engine) Evaluate(ev *audit.Event) []Hit {
+	switch ev.Stage {
+	case "RequestReceived":
+		return nil
+	case "ResponseStarted":
+		e.dedupe.add(ev.AuditID)
+	default:
+		if e.dedupe.take(ev.AuditID) {
+			return nil
+		}
+	}
+	rs := e.candidates(ev)
+	if len(rs) == 0 {
+		return nil
+	}
+	act := e.actPool.Get().(*activation)
+	*act = activation{ev: ev}
+	defer func() {
+		*act = activation{}
+		e.actPool.Put(act)
+	}()
+	var hits []Hit
+	denied := ev.Code == 403
+	for _, r := range rs {
+		if (r.decision == "allowed" && denied) || (r.decision == "denied" && !denied) {
+			continue
+		}
+		out, _, err := r.cond.Eval(act)
+		if err != nil {
+			e.evalErrors.Add(1)
+			continue
+		}
+		if out != types.True {
+			continue
+		}
+		if e.excepted(r, act) {
+			continue
+		}
+		h := Hit{Rule: r}
+		if r.window != nil {
+			fired, n := e.windowAdd(r, act, ev)
+			if !fired {
+				continue
+			}
+			h.Count = n
+		}
+		h.Message = e.message(r, act, ev)
+		hits = append(hits, h)
+	}
+	return hits
+}
+
+func (e *Engine) excepted(r *Rule, act *activation) bool {
+	for _, x := range r.exceptions {
+		if len(x.values) == 0 {
+			continue
+		}
+		v, _, err := x.field.Eval(act)
+		if err != nil {
+			continue
+		}
+		for _, s := range stringsOf(v) {
+			for _, p := range x.values {
+				if analyzers.Glob(p, s) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+func stringsOf(v ref.Val) []string {
+	if s, ok := v.(types.String); ok {
+		return []string{string(s)}
+	}
+	if l, ok := v.Value().([]string); ok {
+		return l
+	}
+	if s := valueString(v); s != "" {
+		return strings.Split(s, ",")
+	}
+	return nil
+}
+
+func (e *Engine) windowAdd(r *Rule, act *activation, ev *audit.Event) (bool, int) {
+	w := r.window
+	kv, _, err := w.key.Eval(act)
+	if err != nil {
+		e.evalErrors.Add(1)
+		return false, 0
+	}
+	val := ""
+	if w.distinct != nil {
+		dv, _, err := w.distinct.Eval(act)
+		if err != nil {
+			e.evalErrors.Add(1)
+			return false, 0
+		}
+		val = valueString(dv)
+	}
+	return w.add(valueString(kv), val, ev.Time())
+}
+
+func (e *Engine) message(r *Rule, act *activation, ev *audit.Event) string {
+	if len(r.output) == 0 {
+		return defaultMessage(r, ev)
+	}
+	var b strings.Builder
+	for _, p := range r.output {
+		if p.prog == nil {
+			b.WriteString(p.lit)
+			continue
+		}
+		v, _, err := p.prog.Eval(act)
+		if err != nil {
+			b.WriteString("?")
+			continue
+		}
+		b.WriteString(valueString(v))
+	}
+	return b.String()
+}
+
+func defaultMessage(r *Rule, ev *audit.Event) string {
+	var b strings.Builder
+	b.WriteString(r.Name)
+	b.WriteString(": ")
+	if ev.User.Username != "" {
+		b.WriteString(ev.User.Username)
+	} else {
+		b.WriteString("unknown user")
+	}
+	b.WriteString(" ")
+	b.WriteString(ev.Verb)
+	if res := ev.Resource(); res != "" {
+		b.WriteString(" ")
+		b.WriteString(res)
+		if ev.ObjectRef.Namespace != "" || ev.ObjectRef.Name != "" {
+			b.WriteString(" ")
+			if ev.ObjectRef.Namespace != "" {
+				b.WriteString(ev.ObjectRef.Namespace)
+				b.WriteString("/")
+			}
+			b.WriteString(ev.ObjectRef.Name)
+		}
+	} else {
+		b.WriteString(" ")
+		b.WriteString(ev.RequestURI)
+	}
+	return b.String()
+}
+
+// window counts matching events per key.
+type window struct {
+	dur           time.Duration
+	count         int
+	key, distinct cel.Program
+	mu            sync.Mutex
+	keys          map[string]*winState
+	limit         int
+	evictions     *atomic.Uint64
+}
+
+type winState struct {
+	times []time.Time
+	vals  []string // distinct mode: the value of each entry, unique
+	last  time.Time
+}
+
+// add records one event and reports whether the key reached the count; a
+// key that fires starts counting afresh.
+func (w *window) add(key, val string, t time.Time) (bool, int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st := w.keys[key]
+	if st == nil {
+		if len(w.keys) >= w.limit {
+			w.evict(t)
+		}
+		st = &winState{}
+		w.keys[key] = st
+	}
+	if t.After(st.last) {
+		st.last = t
+	}
+	cut := t.Add(-w.dur)
+	// Drop entries that left the window.
+	keep := 0
+	for i, at := range st.times {
+		if !at.Before(cut) {
+			st.times[keep] = at
+			if w.distinct != nil {
+				st.vals[keep] = st.vals[i]
+			}
+			keep++
+		}
+	}
+	st.times = st.times[:keep]
+	if w.distinct != nil {
+		st.vals = st.vals[:keep]
+		found := false
+		for i, v := range st.vals {
+			if v == val {
+				if t.After(st.times[i]) {
+					st.times[i] = t
+				}
+				found = true
+				break
+			}
+		}
+		if !found {
+			st.times = append(st.times, t)
+			st.vals = append(st.vals, val)
+		}
+	} else {
+		st.times = append(st.times, t)
+	}
+	n := len(st.times)
+	if n >= w.count {
+		delete(w.keys, key)
+		return true, n
+	}
+	return false, n
+}
+
+// evict forgets keys idle for longer than the window, then, if still at
+// the bound, the least recently seen eighth.
+func (w *window) evict(now time.Time) {
+	cut := now.Add(-w.dur)
+	for k, st := range w.keys {
+		if st.last.Before(cut) {
+			delete(w.keys, k)
+		}
+	}
+	if len(w.keys) < w.limit {
+		return
+	}
+	type kl struct {
+		k string
+		t time.Time
+	}
+	all := make([]kl, 0, len(w.keys))
+	for k, st := range w.keys {
+		all = append(all, kl{k, st.last})
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].t.Before(all[j].t) })
+	n := max(len(all)/8, 1)
+	for _, x := range all[:n] {
+		delete(w.keys, x.k)
+	}
+	w.evictions.Add(uint64(n))
+}
+
+// idSet is a bounded set of audit ids; the oldest are forgotten first.
+type idSet struct {
+	mu   sync.Mutex
+	m    map[string]struct{}
+	ring []string
+	next int
+}
+
+func newIDSet(n int) *idSet {
+	if n <= 0 {
+		n = 65536
+	}
+	return &idSet{m: make(map[string]struct{}, 64), ring: make([]string, n)}
+}
+
+func (s *idSet) add(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.m[id]; ok {
+		return
+	}
+	if old := s.ring[s.next]; old != "" {
+		delete(s.m, old)
+	}
+	s.ring[s.next] = id
+	s.next = (s.next + 1) % len(s.ring)
+	s.m[id] = struct{}{}
+}
+
+// take reports whether id was in the set. It stays there: a redelivered
+// ResponseComplete event must be skipped again.
+func (s *idSet) take(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.m[id]
+	return ok
+}
