@@ -1,0 +1,114 @@
+package auditfile
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Reasons a line is not published.
+const (
+	reasonTooLong       = "too_long"
+	reasonInvalid       = "invalid"
+	reasonUnterminated  = "unterminated"
+	reasonUnpublishable = "unpublishable"
+)
+
+type metrics struct {
+	published       prometheus.Counter
+	duplicates      prometheus.Counter
+	truncated       prometheus.Counter
+	rejected        *prometheus.CounterVec
+	bytesRead       prometheus.Counter
+	rotations       *prometheus.CounterVec
+	retries         prometheus.Counter
+	checkpointMiss  prometheus.Counter
+	batchPending    prometheus.Gauge
+	lagBytes        prometheus.Gauge
+	checkpointSaves prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		published: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "faultline_auditfile_events_published_total",
+			Help: "Audit events read from the file and acknowledged by JetStream as new.",
+		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "faultline_auditfile_events_duplicate_total",
+			Help: "Audit events JetStream already held under the same id (a re-read after a crash before the checkpoint).",
+		}),
+		truncated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "faultline_auditfile_events_truncated_total",
+			Help: "Audit events larger than max_event_size, published without their request and response objects.",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "faultline_auditfile_lines_rejected_total",
+			Help: "Lines not published, by reason: too_long, invalid (not JSON or not an audit event), unterminated (partial last line of a rotated file), unpublishable (refused by the bus).",
+		}, []string{"reason"}),
+		bytesRead: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "faultline_auditfile_read_bytes_total",
+			Help: "Bytes of audit log consumed (complete lines).",
+		}),
+		rotations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "faultline_auditfile_rotations_total",
+			Help: "Rotations of the audit log seen while following it, by kind: rename (rename and create) or truncate (copy and truncate).",
+		}, []string{"kind"}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "faultline_auditfile_publish_retries_total",
+			Help: "Batches published again because JetStream did not acknowledge every event, or the checkpoint could not be saved.",
+		}),
+		checkpointMiss: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "faultline_auditfile_checkpoint_file_missing_total",
+			Help: "Times the file of the checkpoint (or the copy of a truncated file) was not found: events written after the last read position may be lost.",
+		}),
+		batchPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "faultline_auditfile_batch_events",
+			Help: "Events of the current batch held until JetStream acknowledges them.",
+		}),
+		lagBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "faultline_auditfile_lag_bytes",
+			Help: "Bytes of the active audit log not read yet.",
+		}),
+		checkpointSaves: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "faultline_auditfile_checkpoints_saved_total",
+			Help: "Checkpoints written to the faultline_checkpoints KV bucket.",
+		}),
+	}
+	m.rejected.WithLabelValues(reasonTooLong)
+	m.rejected.WithLabelValues(reasonInvalid)
+	m.rejected.WithLabelValues(reasonUnterminated)
+	m.rejected.WithLabelValues(reasonUnpublishable)
+	m.rotations.WithLabelValues("rename")
+	m.rotations.WithLabelValues("truncate")
+	if reg != nil {
+		m.published = register(reg, m.published)
+		m.duplicates = register(reg, m.duplicates)
+		m.truncated = register(reg, m.truncated)
+		m.rejected = register(reg, m.rejected)
+		m.bytesRead = register(reg, m.bytesRead)
+		m.rotations = register(reg, m.rotations)
+		m.retries = register(reg, m.retries)
+		m.checkpointMiss = register(reg, m.checkpointMiss)
+		m.batchPending = register(reg, m.batchPending)
+		m.lagBytes = register(reg, m.lagBytes)
+		m.checkpointSaves = register(reg, m.checkpointSaves)
+	}
+	return m
+}
+
+// register registers c, or returns the collector already registered under
+// its name (a collector built twice in one process shares its series).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		// A conflicting definition is a programming error; keep the
+		// unregistered collector so counting still works.
+	}
+	return c
+}
