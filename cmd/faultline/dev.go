@@ -50,9 +50,11 @@ log and each binary's log live in --dir; etcd's data survives a restart,
 certificates and tokens are made anew at every start.
 
 Every API request is audited to <dir>/audit.log and sent to --audit-webhook-url
-in batch mode: events leave at least every 200ms, a failed batch is retried for
-a few seconds and then dropped with an error in the API server's log, and no
-API request ever waits for the webhook. So the cluster works before the audit
+in batch mode: events leave at least every 200ms and no API request ever waits
+for the webhook. A batch nobody listens for (connection refused) is dropped at
+once; a timeout, a reset, or a 429 or 5xx answer is retried for about 4s before
+the batch is dropped; either way the API server logs the error and the dropped
+events to <dir>/logs/kube-apiserver.log. So the cluster works before the audit
 collector listens, and the audit log keeps every event regardless.
 --audit-webhook-url "" turns the webhook off.`,
 		Example: `  scripts/kube-build.sh
@@ -129,7 +131,7 @@ func printDevCluster(cmd *cobra.Command, c *testkube.Cluster, w *testkube.AuditW
 	}
 	webhook := "off"
 	if w != nil {
-		webhook = w.URL + " (batch mode; retried, then dropped, while nothing listens)"
+		webhook = w.URL + " (batch mode: while nothing listens, batches are dropped and the audit log keeps them)"
 	}
 	controllers := "kube-controller-manager, kube-scheduler (no kubelet: pods stay Pending)"
 	if !c.Controllers {
