@@ -87,11 +87,18 @@ log "downloading modules"
 (cd "$mod" && go mod download) >&2
 
 # The go command prints nothing while it compiles; say that it is alive.
+# Neither the loop nor its sleep may hold stdout open: "$(kube-build.sh)"
+# would wait for them.
 (
-	while sleep 30; do
+	nap=""
+	trap '[[ -n "$nap" ]] && kill "$nap" 2>/dev/null; exit 0' TERM
+	while :; do
+		sleep 30 </dev/null >/dev/null 2>&1 &
+		nap=$!
+		wait "$nap"
 		log "still building ($((SECONDS - start))s)"
 	done
-) &
+) >/dev/null &
 heartbeat=$!
 
 (cd "$mod" && go build "${buildflags[@]}" -o "$tmp/bin/" ./cmd/...) >&2
