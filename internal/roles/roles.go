@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"github.com/faultline/faultline/collectors"
+	"github.com/faultline/faultline/collectors/metrics"
 	"github.com/faultline/faultline/internal/app"
 	"github.com/faultline/faultline/internal/config"
 	"github.com/faultline/faultline/internal/kube"
@@ -27,7 +28,25 @@ type CollectorPlugin struct {
 
 // Collectors lists every collector, in start order.
 func Collectors() []CollectorPlugin {
-	return []CollectorPlugin{}
+	return []CollectorPlugin{
+		{
+			Name:    metrics.Name,
+			Short:   "Scrape Prometheus endpoints and run PromQL queries onto the bus",
+			Enabled: func(c *config.Config) bool { return c.Collectors.Metrics.Enabled },
+			// The API server connection is needed only for pod discovery,
+			// so it is built here rather than through NeedsKube.
+			New: func(d collectors.Deps, c *config.Config) (collectors.Collector, error) {
+				if c.Collectors.Metrics.Scrape.Pods.Enabled && d.Kube == nil {
+					rc, err := kube.RestConfig(c.Kubernetes, "faultline ("+metrics.Name+")")
+					if err != nil {
+						return nil, err
+					}
+					d.Kube = rc
+				}
+				return metrics.New(d, c.Collectors.Metrics)
+			},
+		},
+	}
 }
 
 // CollectorDeps builds what a collector gets from the runtime.
