@@ -154,8 +154,7 @@ func (lr *lineReader) fill() error {
 		}
 		if len(lr.buf)-lr.end < readChunk {
 			// At most max+1 bytes of a line plus one chunk are ever held.
-			nb := make([]byte, max(2*len(lr.buf), lr.end+readChunk))
-			nb = nb[:min(len(nb), lr.max+1+readChunk)]
+			nb := make([]byte, min(max(2*len(lr.buf), lr.end+readChunk), lr.max+1+readChunk))
 			copy(nb, lr.buf[:lr.end])
 			lr.buf = nb
 		}
