@@ -9,6 +9,8 @@ import (
 	"fmt"
 
 	"github.com/faultline/faultline/collectors"
+	"github.com/faultline/faultline/collectors/auditfile"
+	"github.com/faultline/faultline/collectors/kubeevents"
 	"github.com/faultline/faultline/collectors/metrics"
 	"github.com/faultline/faultline/internal/app"
 	"github.com/faultline/faultline/internal/config"
@@ -29,6 +31,23 @@ type CollectorPlugin struct {
 // Collectors lists every collector, in start order.
 func Collectors() []CollectorPlugin {
 	return []CollectorPlugin{
+		{
+			Name:    auditfile.Name,
+			Short:   "Follow the API server's audit log (--audit-log-path) across rotation onto the bus",
+			Enabled: func(c *config.Config) bool { return c.Collectors.AuditFile.Enabled },
+			New: func(d collectors.Deps, c *config.Config) (collectors.Collector, error) {
+				return auditfile.New(c.Collectors.AuditFile, d)
+			},
+		},
+		{
+			Name:      kubeevents.Name,
+			Short:     "Watch Kubernetes Events onto the bus: every occurrence, once, with leader election",
+			NeedsKube: true,
+			Enabled:   func(c *config.Config) bool { return c.Collectors.KubeEvents.Enabled },
+			New: func(d collectors.Deps, c *config.Config) (collectors.Collector, error) {
+				return kubeevents.New(c.Collectors.KubeEvents, d, kubeevents.Options{StateReplicas: c.Bus.Replicas})
+			},
+		},
 		{
 			Name:    metrics.Name,
 			Short:   "Scrape Prometheus endpoints and run PromQL queries onto the bus",
