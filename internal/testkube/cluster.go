@@ -152,7 +152,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	} else if err := os.MkdirAll(c.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("start cluster: %w", err)
 	}
-	c.Dir, _ = filepath.Abs(c.Dir)
+	abs, err := filepath.Abs(c.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("start cluster: %w", err)
+	}
+	c.Dir = abs
 
 	if err := c.start(ctx, binDir, opts); err != nil {
 		c.stopProcesses()

@@ -2,12 +2,18 @@ package testkube_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -31,7 +37,11 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	receiver = newAuditReceiver()
+	var err error
+	if receiver, err = newAuditReceiver(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	kube = testkube.NewShared(testkube.Options{
 		Controllers:  true,
 		AuditWebhook: receiver.webhook(),
@@ -50,8 +60,9 @@ func TestMain(m *testing.M) {
 // auditReceiver is an audit webhook: a TLS server that accepts
 // audit.k8s.io/v1 EventLists with a bearer token and keeps their events.
 type auditReceiver struct {
-	srv   *httptest.Server
-	token string
+	srv                         *httptest.Server
+	token                       string
+	clientCertPEM, clientKeyPEM []byte
 
 	mu       sync.Mutex
 	events   []auditv1.Event
@@ -60,15 +71,62 @@ type auditReceiver struct {
 	changed  chan struct{}   // closed and replaced whenever events or problems grow
 }
 
-func newAuditReceiver() *auditReceiver {
+// auditClientCN is the common name of the client certificate the API server
+// presents to the receiver.
+const auditClientCN = "kube-apiserver-audit"
+
+func newAuditReceiver() (*auditReceiver, error) {
 	r := &auditReceiver{token: randomName("token-"), seen: map[string]bool{}, changed: make(chan struct{})}
-	r.srv = httptest.NewTLSServer(http.HandlerFunc(r.serveHTTP))
-	return r
+	// The receiver wants both a bearer token and a client certificate, so
+	// that both kinds of webhook credentials are exercised. The handler, not
+	// the TLS handshake, refuses a request without the certificate, so that
+	// the test fails at once and says why.
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("audit receiver: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: auditClientCN},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true, // self-signed: its own CA
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, fmt.Errorf("audit receiver: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("audit receiver: %w", err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("audit receiver: %w", err)
+	}
+	r.clientCertPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	r.clientKeyPEM = pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+	clientCAs := x509.NewCertPool()
+	clientCAs.AddCert(cert)
+
+	r.srv = httptest.NewUnstartedServer(http.HandlerFunc(r.serveHTTP))
+	r.srv.TLS = &tls.Config{ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: clientCAs, MinVersion: tls.VersionTLS12}
+	r.srv.StartTLS()
+	return r, nil
 }
 
 func (r *auditReceiver) webhook() *testkube.AuditWebhook {
 	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.srv.Certificate().Raw})
-	return &testkube.AuditWebhook{URL: r.srv.URL + "/audit/webhook", CAPEM: caPEM, Token: r.token}
+	return &testkube.AuditWebhook{
+		URL:           r.srv.URL + "/audit/webhook",
+		CAPEM:         caPEM,
+		Token:         r.token,
+		ClientCertPEM: r.clientCertPEM,
+		ClientKeyPEM:  r.clientKeyPEM,
+	}
 }
 
 func (r *auditReceiver) serveHTTP(w http.ResponseWriter, req *http.Request) {
@@ -82,6 +140,10 @@ func (r *auditReceiver) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	if req.Method != http.MethodPost || req.URL.Path != "/audit/webhook" {
 		problem(http.StatusNotFound, "unexpected %s %s", req.Method, req.URL.Path)
+		return
+	}
+	if req.TLS == nil || len(req.TLS.PeerCertificates) == 0 || req.TLS.PeerCertificates[0].Subject.CommonName != auditClientCN {
+		problem(http.StatusUnauthorized, "no client certificate for %s", auditClientCN)
 		return
 	}
 	if got := req.Header.Get("Authorization"); got != "Bearer "+r.token {

@@ -20,7 +20,8 @@ func StartT(t testing.TB, opts Options) *Cluster {
 	if opts.Dir == "" {
 		opts.Dir = t.TempDir()
 	}
-	c, err := Start(context.Background(), opts)
+	// t.Context bounds the start-up only; the cluster lives until cleanup.
+	c, err := Start(t.Context(), opts)
 	if err != nil {
 		skipOrFail(t, err)
 	}
