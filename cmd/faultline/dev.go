@@ -21,6 +21,7 @@ func newDevCommand() *cobra.Command {
 		Short: "Tools for trying Faultline by hand",
 	}
 	dev.AddCommand(newDevClusterCommand())
+	dev.AddCommand(newDevCertsCommand())
 	return dev
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/faultline/faultline/collectors"
 	"github.com/faultline/faultline/collectors/auditfile"
+	"github.com/faultline/faultline/collectors/auditwebhook"
 	"github.com/faultline/faultline/collectors/kubeevents"
 	"github.com/faultline/faultline/collectors/metrics"
 	"github.com/faultline/faultline/internal/app"
@@ -31,6 +32,14 @@ type CollectorPlugin struct {
 // Collectors lists every collector, in start order.
 func Collectors() []CollectorPlugin {
 	return []CollectorPlugin{
+		{
+			Name:    auditwebhook.Name,
+			Short:   "Receive the API server's audit webhook; answer only once every event is stored in JetStream",
+			Enabled: func(c *config.Config) bool { return c.Collectors.AuditWebhook.Enabled },
+			New: func(d collectors.Deps, c *config.Config) (collectors.Collector, error) {
+				return auditwebhook.New(d, c.Collectors.AuditWebhook)
+			},
+		},
 		{
 			Name:    auditfile.Name,
 			Short:   "Follow the API server's audit log (--audit-log-path) across rotation onto the bus",
@@ -89,7 +98,8 @@ func CollectorDeps(rt *app.Runtime, p CollectorPlugin, version string) (collecto
 	return d, nil
 }
 
-// EnabledComponents builds every enabled collector for `faultline run`.
+// EnabledComponents builds every enabled collector and analyzer for
+// `faultline run`.
 func EnabledComponents(rt *app.Runtime, version string) ([]app.Component, error) {
 	var out []app.Component
 	for _, p := range Collectors() {
@@ -102,7 +112,11 @@ func EnabledComponents(rt *app.Runtime, version string) ([]app.Component, error)
 		}
 		out = append(out, c)
 	}
-	return out, nil
+	as, err := EnabledAnalyzers(rt)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, as...), nil
 }
 
 // NewCollector builds one collector.
