@@ -799,8 +799,25 @@ func (r objectRef) subject() string {
 	if r.subresource != "" {
 		b = append(append(b, '/'), r.subresource...)
 	}
+	// The envelope refuses control characters in a subject; names from the
+	// API server have none, but objectRef is only as clean as its input.
+	for i, c := range b {
+		if c < 0x20 || c == 0x7f {
+			b[i] = '_'
+		}
+	}
+	if len(b) > maxSubject {
+		cut := maxSubject
+		for cut > 0 && b[cut]&0xc0 == 0x80 {
+			cut--
+		}
+		b = b[:cut]
+	}
 	return string(b)
 }
+
+// maxSubject caps an envelope subject built from an objectRef.
+const maxSubject = 1024
 
 // context tells what the request and response objects of the event are.
 func (r objectRef) context() redactCtx {

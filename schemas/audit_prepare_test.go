@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -441,6 +442,11 @@ func TestPrepareLabelsAndSubject(t *testing.T) {
 	}
 	if _, err := ParseAuditEvent(out); err != nil {
 		t.Errorf("output: %v", err)
+	}
+	// Control characters and excess length do not reach the subject.
+	_, ev, err = p.Prepare(nil, auditEvent(`{"resource":"pods","namespace":"a\nb","name":"`+strings.Repeat("é", 600)+`"}`, "", ""))
+	if err != nil || strings.ContainsRune(ev.Subject, '\n') || len(ev.Subject) > 1024 || !utf8.ValidString(ev.Subject) {
+		t.Errorf("subject %q (%d bytes), err %v", ev.Subject, len(ev.Subject), err)
 	}
 	// A non-resource request has no subject.
 	_, ev, err = p.Prepare(nil, auditEvent("", "", ""))
