@@ -97,9 +97,28 @@ func NewRunner(a Analyzer, d Deps, concurrency int) (*Runner, error) {
 // Name is "analyzer/<name>".
 func (r *Runner) Name() string { return "analyzer/" + r.a.Name() }
 
+// Background is implemented by analyzers with work of their own beside
+// events (writing learned state). The runner starts it with the consumer
+// and ends it after the consumer has drained.
+type Background interface {
+	Background(ctx context.Context) error
+}
+
 // Run consumes until ctx ends.
 func (r *Runner) Run(ctx context.Context) error {
-	return r.deps.Bus.Consume(ctx, r.spec, r.handle)
+	bg, ok := r.a.(Background)
+	if !ok {
+		return r.deps.Bus.Consume(ctx, r.spec, r.handle)
+	}
+	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() { done <- bg.Background(bctx) }()
+	err := r.deps.Bus.Consume(ctx, r.spec, r.handle)
+	cancel()
+	if berr := <-done; berr != nil && !errors.Is(berr, context.Canceled) {
+		err = errors.Join(err, fmt.Errorf("analyzer %s: %w", r.a.Name(), berr))
+	}
+	return err
 }
 
 func (r *Runner) handle(ctx context.Context, m *bus.Msg) error {

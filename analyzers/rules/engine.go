@@ -613,3 +613,27 @@ func (s *idSet) take(id string) bool {
 	_, ok := s.m[id]
 	return ok
 }
+
+// fresh returns an engine with the same compiled rules and empty state
+// (windows, stage dedupe): rule tests and replays start from nothing.
+func (e *Engine) fresh() *Engine {
+	n := &Engine{
+		lists:       e.lists,
+		index:       map[idxKey][]*Rule{},
+		dedupe:      newIDSet(len(e.dedupe.ring)),
+		windowLimit: e.windowLimit,
+	}
+	n.actPool.New = func() any { return &activation{} }
+	for _, r := range e.rules {
+		cp := *r
+		if w := r.window; w != nil {
+			cp.window = &window{dur: w.dur, count: w.count, key: w.key, distinct: w.distinct,
+				keys: map[string]*winState{}, limit: w.limit, evictions: &n.evictions}
+		}
+		n.rules = append(n.rules, &cp)
+	}
+	return n
+}
+
+// Fresh is fresh for other packages: the same rules with empty state.
+func (e *Engine) Fresh() *Engine { return e.fresh() }

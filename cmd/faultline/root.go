@@ -26,5 +26,7 @@ Start everything in one process with an embedded NATS server:
 	root.AddCommand(newConfigCommand())
 	root.AddCommand(newBenchCommand())
 	root.AddCommand(newCollectCommand())
+	root.AddCommand(newAnalyzeCommand(), newRulesCommand())
+	root.AddCommand(newReplayCommand())
 	return root
 }

@@ -9,6 +9,9 @@ package config
 import (
 	"time"
 
+	"github.com/faultline/faultline/analyzers"
+	"github.com/faultline/faultline/analyzers/baseline"
+	"github.com/faultline/faultline/analyzers/rules"
 	"github.com/faultline/faultline/collectors/auditfile"
 	"github.com/faultline/faultline/collectors/auditwebhook"
 	"github.com/faultline/faultline/collectors/kubeevents"
@@ -25,6 +28,15 @@ type Config struct {
 
 	Kubernetes Kubernetes `yaml:"kubernetes"`
 	Collectors Collectors `yaml:"collectors"`
+	Analyzers  Analyzers  `yaml:"analyzers"`
+}
+
+// Analyzers holds each analyzer's settings; each type lives in the
+// analyzer's own package.
+type Analyzers struct {
+	Rules    rules.Config          `yaml:"rules"`
+	Baseline baseline.Config       `yaml:"baseline"`
+	Chaos    analyzers.ChaosConfig `yaml:"chaos"`
 }
 
 // Collectors holds each collector's settings; each type lives in the
@@ -133,6 +145,11 @@ func Default() Config {
 			AuditFile:    auditfile.DefaultConfig(),
 			KubeEvents:   kubeevents.DefaultConfig(),
 			Metrics:      metrics.DefaultConfig(),
+		},
+		Analyzers: Analyzers{
+			Rules:    rules.DefaultConfig(),
+			Baseline: baseline.DefaultConfig(),
+			Chaos:    analyzers.DefaultChaosConfig(),
 		},
 		Bus: Bus{
 			Embedded:        Embedded{DataDir: "./data"},

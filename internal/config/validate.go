@@ -150,6 +150,9 @@ func (c *Config) Validate() error {
 		{"collectors.audit_file", c.Collectors.AuditFile.Validate()},
 		{"collectors.events", c.Collectors.KubeEvents.Validate()},
 		{"collectors.metrics", c.Collectors.Metrics.Validate()},
+		{"analyzers.rules", c.Analyzers.Rules.Validate()},
+		{"analyzers.baseline", c.Analyzers.Baseline.Validate()},
+		{"analyzers.chaos", c.Analyzers.Chaos.Validate()},
 	} {
 		for _, e := range sec.errs {
 			errs = append(errs, fmt.Errorf("%s.%w", sec.path, e))

@@ -1,0 +1,249 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/faultline/faultline/schemas"
+)
+
+// DefaultMaxLine bounds one JSON line (and an event of an EventList or
+// array document).
+const DefaultMaxLine = 16 << 20
+
+// DefaultMaxDocument bounds a whole-document input (an EventList or a JSON
+// array that is not one line per event).
+const DefaultMaxDocument = 1 << 30
+
+// Reject is an input item that is not an audit event. Reading goes on after
+// it.
+type Reject struct {
+	// File is the reader's name; Line the 1-based line where the item
+	// starts.
+	File string
+	Line int
+	// Err wraps ErrNotAuditEvent.
+	Err error
+}
+
+func (r *Reject) Error() string { return fmt.Sprintf("%s:%d: %v", r.File, r.Line, r.Err) }
+func (r *Reject) Unwrap() error { return r.Err }
+
+// Reader reads audit events from JSON lines (one event, array or EventList
+// per line, as the API server's log backend writes them), or from one
+// EventList or JSON array document, of audit.k8s.io/v1 or v1beta1, gzipped
+// or not (detected from the content).
+type Reader struct {
+	name    string
+	br      *bufio.Reader
+	maxLine int
+	maxDoc  int
+
+	started bool
+	line    int // lines consumed so far
+	pending []item
+	err     error
+}
+
+type item struct {
+	ev   *Event
+	rej  *Reject
+	line int
+}
+
+// NewReader reads from r; name appears in rejects (a file name or "-").
+func NewReader(r io.Reader, name string) *Reader {
+	return &Reader{name: name, br: bufio.NewReaderSize(r, 64<<10), maxLine: DefaultMaxLine, maxDoc: DefaultMaxDocument}
+}
+
+// SetLimits changes the line and document bounds (0 keeps the default).
+func (r *Reader) SetLimits(maxLine, maxDoc int) {
+	if maxLine > 0 {
+		r.maxLine = maxLine
+	}
+	if maxDoc > 0 {
+		r.maxDoc = maxDoc
+	}
+}
+
+// Next returns the next event, or a *Reject for an item that is not one
+// (call Next again to go on), or io.EOF at the end, or another error when
+// the input cannot be read.
+func (r *Reader) Next() (*Event, error) {
+	for {
+		if len(r.pending) > 0 {
+			it := r.pending[0]
+			r.pending = r.pending[1:]
+			if it.rej != nil {
+				return nil, it.rej
+			}
+			return it.ev, nil
+		}
+		if r.err != nil {
+			return nil, r.err
+		}
+		r.fill()
+	}
+}
+
+func (r *Reader) fill() {
+	if !r.started {
+		r.started = true
+		if head, _ := r.br.Peek(2); len(head) == 2 && head[0] == 0x1f && head[1] == 0x8b {
+			zr, err := gzip.NewReader(r.br)
+			if err != nil {
+				r.err = fmt.Errorf("read %s: gzip: %w", r.name, err)
+				return
+			}
+			r.br = bufio.NewReaderSize(zr, 64<<10)
+		}
+		first, err := r.firstByte()
+		if err != nil {
+			r.err = err
+			return
+		}
+		if first == '[' || !r.firstLineComplete() {
+			r.readDocument()
+			return
+		}
+	}
+	r.readLine()
+}
+
+// firstByte skips leading blank space (counting lines) and returns the
+// first byte without consuming it.
+func (r *Reader) firstByte() (byte, error) {
+	for {
+		c, err := r.br.ReadByte()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return 0, io.EOF
+			}
+			return 0, fmt.Errorf("read %s: %w", r.name, err)
+		}
+		switch c {
+		case '\n':
+			r.line++
+		case ' ', '\t', '\r':
+		default:
+			_ = r.br.UnreadByte()
+			return c, nil
+		}
+	}
+}
+
+// firstLineComplete tells whether the first line holds a whole JSON value
+// (JSON lines) rather than the start of an indented document.
+func (r *Reader) firstLineComplete() bool {
+	for n := 4096; ; n *= 2 {
+		buf, err := r.br.Peek(n)
+		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+			end, serr := skipValue(buf[:i], 0, 0)
+			return serr == nil && skipSpace(buf[:i], end) == i
+		}
+		if err != nil || n >= r.br.Size() {
+			// One line up to the end of the input (or a huge first line):
+			// treat as lines; a line that is not complete is rejected.
+			end, serr := skipValue(buf, 0, 0)
+			if serr == nil && skipSpace(buf, end) == len(buf) {
+				return true
+			}
+			return err != nil && !errors.Is(err, bufio.ErrBufferFull)
+		}
+	}
+}
+
+func (r *Reader) readLine() {
+	var line []byte
+	tooLong := false
+	for {
+		chunk, err := r.br.ReadSlice('\n')
+		if !tooLong {
+			if len(line)+len(chunk) > r.maxLine {
+				tooLong, line = true, nil
+			} else {
+				line = append(line, chunk...)
+			}
+		}
+		if errors.Is(err, bufio.ErrBufferFull) {
+			continue
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			r.err = fmt.Errorf("read %s: %w", r.name, err)
+			return
+		}
+		if len(chunk) == 0 && errors.Is(err, io.EOF) && line == nil && !tooLong {
+			r.err = io.EOF
+			return
+		}
+		r.line++
+		n := r.line
+		if tooLong {
+			r.reject(n, fmt.Errorf("%w: line longer than %d bytes", ErrNotAuditEvent, r.maxLine))
+		} else if len(bytes.TrimSpace(line)) > 0 {
+			r.items(line, n, false)
+		}
+		if errors.Is(err, io.EOF) {
+			r.err = io.EOF
+		}
+		return
+	}
+}
+
+func (r *Reader) readDocument() {
+	data, err := io.ReadAll(io.LimitReader(r.br, int64(r.maxDoc)+1))
+	if err != nil {
+		r.err = fmt.Errorf("read %s: %w", r.name, err)
+		return
+	}
+	if len(data) > r.maxDoc {
+		r.err = fmt.Errorf("read %s: document larger than %d bytes; use JSON lines for large inputs", r.name, r.maxDoc)
+		return
+	}
+	r.items(data, r.line+1, true)
+	r.err = io.EOF
+}
+
+// items splits one document (a line or the whole input) into events.
+func (r *Reader) items(doc []byte, line int, multiline bool) {
+	raw, err := schemas.SplitAuditEvents(doc)
+	if err != nil {
+		if !errors.Is(err, ErrNotAuditEvent) {
+			err = fmt.Errorf("%w: %w", ErrNotAuditEvent, err)
+		}
+		r.reject(line, err)
+		return
+	}
+	for _, it := range raw {
+		l := line
+		if multiline {
+			l = line + bytes.Count(doc[:offset(doc, it)], []byte{'\n'})
+		}
+		ev, err := Parse(it)
+		if err != nil {
+			r.reject(l, err)
+			continue
+		}
+		r.pending = append(r.pending, item{ev: ev, line: l})
+	}
+}
+
+// offset is the position of sub (which aliases doc) in doc.
+func offset(doc, sub []byte) int {
+	if len(sub) == 0 {
+		return 0
+	}
+	o := cap(doc) - cap(sub)
+	if o < 0 || o > len(doc) {
+		return 0
+	}
+	return o
+}
+
+func (r *Reader) reject(line int, err error) {
+	r.pending = append(r.pending, item{rej: &Reject{File: r.name, Line: line, Err: err}, line: line})
+}
