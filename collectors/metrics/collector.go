@@ -284,7 +284,6 @@ func (c *Collector) runJob(ctx context.Context, j *job) {
 			return
 		}
 		at := wake.Truncate(time.Millisecond)
-		tick := !nextTick.After(wake)
 		if !nextAttempt.After(wake) {
 			nextAttempt = c.attempt(ctx, j, st, at, nextAfter(base, j.interval, wake), log)
 		} else {
@@ -296,10 +295,9 @@ func (c *Collector) runJob(ctx context.Context, j *job) {
 		}
 		if now := time.Now(); !nextTick.After(now) {
 			nt := nextAfter(base, j.interval, now)
-			missed := int(nt.Sub(nextTick) / j.interval)
-			if tick {
-				missed-- // the tick just served
-			}
+			// Ticks that passed while reading, less the one the attempt
+			// (or health sample) just made stands for.
+			missed := int(nt.Sub(nextTick)/j.interval) - 1
 			if missed > 0 {
 				c.metrics.missed.WithLabelValues(j.source).Add(float64(missed))
 				log.Warn("metrics: intervals missed: reading and publishing took longer than the interval", "missed", missed, "interval", j.interval)
@@ -321,11 +319,16 @@ func (c *Collector) attempt(ctx context.Context, j *job, st *targetState, at, ne
 	}
 	if err != nil {
 		result := resultOf(err)
+		prevErr := st.lastErr
 		st.failures++
 		st.lastErr = err
 		c.setState(j, st, "down")
 		retry := time.Now().Add(c.backoff(st.failures)).Truncate(time.Millisecond)
-		log.Warn("metrics: scrape failed; retrying with backoff", "result", result, "error", err,
+		level := slog.LevelDebug
+		if prevErr == nil || prevErr.Error() != err.Error() {
+			level = slog.LevelWarn // first failure or a new reason; repeats go to debug
+		}
+		log.Log(ctx, level, "metrics: scrape failed; retrying with backoff", "result", result, "error", err,
 			"consecutive_failures", st.failures, "next_attempt", retry)
 		c.metrics.scrapes.WithLabelValues(j.source, result).Inc()
 		c.publishHealth(ctx, j, at, c.health(st, retry), log)
