@@ -94,7 +94,9 @@ func TestRealAPIServer(t *testing.T) {
 	// And nothing on the bus that the API server did not log.
 	waitUntil(ctx, t, "every bus event in the audit log", func() bool {
 		return len(missing(counts, auditLogIDs(t, c.AuditLogPath))) == 0
-	}, func() string { return fmt.Sprintf("not in the log: %v", first(missing(counts, auditLogIDs(t, c.AuditLogPath)), 10)) })
+	}, func() string {
+		return fmt.Sprintf("not in the log: %v", first(missing(counts, auditLogIDs(t, c.AuditLogPath)), 10))
+	})
 
 	leaked := 0
 	redacted := 0
