@@ -4,7 +4,8 @@
 #   ./scripts/test.sh
 #
 # What it does, in order (each step says so on stderr):
-#   1. installs pinned tools (staticcheck) into the cache, outside the clone;
+#   1. installs pinned tools (staticcheck) into the cache, outside the clone,
+#      and Debian's prometheus package (apt-get) when it is missing;
 #   2. builds the real Kubernetes control plane for the tests (scripts/kube-build.sh,
 #      cached by version: ~8 minutes the first time, a second afterwards);
 #   3. gofmt, go vet and staticcheck over the whole module;
@@ -33,6 +34,31 @@ staticcheck_version="2026.2.2"
 if ! staticcheck -version 2>/dev/null | grep -q "$staticcheck_version"; then
 	GOBIN="$FAULTLINE_CACHE_DIR/bin" go install "honnef.co/go/tools/cmd/staticcheck@$staticcheck_version"
 fi
+# A real Prometheus server for the metrics collector's tests: Debian's package
+# (/usr/bin/prometheus). The tests start their own instance on a random port;
+# the package's service is kept from starting (policy-rc.d) where nothing
+# else prevents it, so no daemon is left running on :9090.
+if ! command -v prometheus >/dev/null && [[ ! -x /usr/bin/prometheus ]]; then
+	sudo=()
+	if [[ $(id -u) -ne 0 ]]; then
+		command -v sudo >/dev/null || { echo "test.sh: Prometheus is required: apt-get install prometheus (as root)" >&2; exit 1; }
+		sudo=(sudo)
+	fi
+	policy=""
+	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+		policy=/usr/sbin/policy-rc.d
+		printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+		"${sudo[@]}" chmod 755 "$policy"
+	fi
+	echo "installing Debian's prometheus package" >&2
+	rc=0
+	{ "${sudo[@]}" apt-get update -qq &&
+		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } >&2 || rc=$?
+	[[ -z "$policy" ]] || "${sudo[@]}" rm -f "$policy"
+	[[ $rc -eq 0 ]] || { echo "test.sh: installing prometheus failed" >&2; exit 1; }
+fi
+prometheus --version 2>&1 | head -n 1 >&2
+export FAULTLINE_REQUIRE_PROMETHEUS=1
 
 step "Kubernetes control plane for the tests (scripts/kube-build.sh)"
 FAULTLINE_KUBE_BIN="$("$repo/scripts/kube-build.sh" | tail -n 1)"
@@ -54,7 +80,7 @@ step "go test (all packages)"
 go test -count=1 -timeout 30m ./...
 
 step "go test -race (concurrent packages)"
-go test -count=1 -race -timeout 20m ./bus/... ./internal/app/... ./internal/ops/...
+go test -count=1 -race -timeout 20m ./bus/... ./internal/app/... ./internal/ops/... ./collectors/metrics/...
 
 step "fuzz targets, $fuzztime each"
 while IFS=: read -r file name; do

@@ -53,7 +53,7 @@ type Target struct {
 	URL             string            `yaml:"url" doc:"http(s) URL of the metrics endpoint, e.g. http://10.0.1.17:8080/metrics."`
 	Interval        time.Duration     `yaml:"interval,omitempty" doc:"Time between scrapes; 0: collectors.metrics.interval."`
 	Timeout         time.Duration     `yaml:"timeout,omitempty" doc:"Bound on one scrape; 0: collectors.metrics.timeout."`
-	Format          string            `yaml:"format,omitempty" doc:"Exposition format to ask for: auto (protobuf, then text, then OpenMetrics), protobuf, text or openmetrics."`
+	Format          string            `yaml:"format,omitempty" doc:"Exposition format to ask for: auto (the text format, then protobuf, then OpenMetrics), text, protobuf or openmetrics."`
 	CAFile          string            `yaml:"ca_file,omitempty" doc:"CA certificate (PEM) to verify an https target; empty: the system roots."`
 	BearerTokenFile string            `yaml:"bearer_token_file,omitempty" doc:"File holding a bearer token sent with every scrape (read again on each scrape)."`
 	Labels          map[string]string `yaml:"labels,omitempty" doc:"Labels added to every sample of the target; they win over the target's own (which are kept as exported_<name>)."`
