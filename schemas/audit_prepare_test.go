@@ -693,3 +693,42 @@ func rawOf(u *runtime.Unknown) []byte {
 	}
 	return u.Raw
 }
+
+// TestPrepareNestingIsLinear guards against re-walking nested values: each
+// level of these would double the work of a walker that visits a value
+// again once it learns the object's kind.
+func TestPrepareNestingIsLinear(t *testing.T) {
+	const depth = 100
+	var secretLists, patches, lastApplied strings.Builder
+	for range depth {
+		secretLists.WriteString(`{"kind":"SecretList","items":[`)
+		patches.WriteString(`[{"op":"replace","path":"","value":`)
+		lastApplied.WriteString(`{"kind":"Secret","metadata":{"annotations":{"x":`)
+	}
+	secretLists.WriteString(`{"data":{"k":"` + markerB64 + `"}}`)
+	patches.WriteString(`{"data":{"k":"` + markerB64 + `"}}`)
+	lastApplied.WriteString(`1`)
+	for range depth {
+		secretLists.WriteString(`]}`)
+		patches.WriteString(`}]`)
+		lastApplied.WriteString(`}}}`)
+	}
+	p := &AuditPreparer{}
+	for _, tc := range []struct{ ref, obj string }{
+		{`{"resource":"widgets"}`, secretLists.String()},
+		{`{"resource":"secrets"}`, patches.String()},
+		{`{"resource":"secrets"}`, lastApplied.String()},
+	} {
+		start := time.Now()
+		out, _, err := p.Prepare(nil, auditEvent(tc.ref, tc.obj, tc.obj))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Errorf("%d levels took %s", depth, took)
+		}
+		if leaks(out) {
+			t.Errorf("secret survives %.100s", tc.obj)
+		}
+	}
+}

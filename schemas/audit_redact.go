@@ -15,12 +15,15 @@ const redactedToken = `"` + RedactedValue + `"`
 type redactCtx uint8
 
 const (
-	ctxNone         redactCtx = iota
-	ctxSecret                 // a Secret (or a merge or strategic patch of one); an array: a JSON patch of one
-	ctxSecretPatch            // one operation of a JSON patch of a Secret
-	ctxTokenRequest           // a TokenRequest (serviceaccounts/token)
-	ctxTokenReview            // a TokenReview
-	ctxParanoid               // a rejected item: every data, stringData and token member, every last-applied annotation
+	ctxNone              redactCtx = iota
+	ctxSecret                      // a Secret (or a merge or strategic patch of one); an array: a JSON patch of one
+	ctxSecretPatch                 // one operation of a JSON patch of a Secret
+	ctxSecretMeta                  // the metadata of a Secret
+	ctxSecretAnnotations           // the annotations of a Secret: its last-applied annotation holds the Secret
+	ctxTokenRequest                // a TokenRequest (serviceaccounts/token)
+	ctxTokenReview                 // a TokenReview
+	ctxTokenHolder                 // the status of a TokenRequest or spec of a TokenReview: its token member is secret
+	ctxParanoid                    // a rejected item: every data, stringData and token member, every last-applied annotation
 )
 
 // maxRedactDepth bounds the walker's recursion. Kubernetes objects nest
@@ -37,6 +40,12 @@ type edit struct {
 }
 
 // redactor collects the edits of one event without copying it.
+//
+// It visits every value once, in one pass: the members whose treatment
+// depends on the object's kind (data, stringData, items, metadata, status,
+// spec, value, token) are skipped on the way and visited after the object's
+// last member, with what the kind says about them. Redacted values are never
+// visited, so edits never nest.
 type redactor struct {
 	src   []byte
 	edits []edit
@@ -51,10 +60,8 @@ func (r *redactor) add(start, end int, repl string) {
 	r.edits = append(r.edits, edit{start: start, end: end, repl: repl})
 }
 
-// redact replaces the value at [start, end) by RedactedValue, superseding
-// any edit inside it.
+// redact replaces the value at [start, end) by RedactedValue.
 func (r *redactor) redact(start, end int) {
-	r.drop(start, end)
 	r.edits = append(r.edits, edit{start: start, end: end, repl: redactedToken, redaction: true})
 }
 
@@ -180,6 +187,7 @@ type span struct {
 func (r *redactor) object(i, depth int, ctx redactCtx) (int, error) {
 	b := r.src
 	var kind, path []byte
+	// Members visited after the object's last member.
 	var data, stringData, items, status, spec, metadata, value, token span
 	child := ctxNone
 	if ctx == ctxParanoid {
@@ -208,7 +216,7 @@ func (r *redactor) object(i, depth int, ctx redactCtx) (int, error) {
 		}
 		vs := skipSpace(b, j+1)
 		var ve int
-		var rec *span
+		var later *span
 		switch string(key) {
 		case "kind":
 			ve, err = skipValue(b, vs, depth+1)
@@ -216,36 +224,46 @@ func (r *redactor) object(i, depth int, ctx redactCtx) (int, error) {
 		case "path":
 			ve, err = skipValue(b, vs, depth+1)
 			path = b[vs:ve]
+		case "data":
+			later = &data
+		case "stringData":
+			later = &stringData
+		case "items":
+			later = &items
+		case "status":
+			later = &status
+		case "spec":
+			later = &spec
+		case "metadata":
+			later = &metadata
+		case "value":
+			later = &value
+		case "token":
+			later = &token
 		case lastAppliedKey:
 			if vs < len(b) && b[vs] == '"' {
 				if ve, err = skipValue(b, vs, depth+1); err == nil {
-					r.lastApplied(vs, ve, depth+1, child)
+					la := child
+					if ctx == ctxSecretAnnotations {
+						la = ctxSecret
+					}
+					r.lastApplied(vs, ve, depth+1, la)
 				}
 				break
 			}
 			ve, err = r.walk(vs, depth+1, child)
-		case "data":
-			rec = &data
-		case "stringData":
-			rec = &stringData
-		case "items":
-			rec = &items
-		case "status":
-			rec = &status
-		case "spec":
-			rec = &spec
-		case "metadata":
-			rec = &metadata
-		case "value":
-			rec = &value
-		case "token":
-			rec = &token
+		case "annotations":
+			cc := child
+			if ctx == ctxSecretMeta {
+				cc = ctxSecretAnnotations
+			}
+			ve, err = r.walk(vs, depth+1, cc)
+		default:
+			ve, err = r.walk(vs, depth+1, child)
 		}
-		if rec != nil {
-			ve, err = r.walk(vs, depth+1, child)
-			*rec = span{vs, ve, true}
-		} else if ve == 0 && err == nil {
-			ve, err = r.walk(vs, depth+1, child)
+		if later != nil {
+			ve, err = skipValue(b, vs, depth+1)
+			*later = span{vs, ve, true}
 		}
 		if err != nil {
 			return ve, err
@@ -270,35 +288,71 @@ func (r *redactor) object(i, depth int, ctx redactCtx) (int, error) {
 				r.redact(s.start, s.end)
 			}
 		}
-		return end, nil
+		return end, r.visit(depth, ctxParanoid, items, status, spec, metadata, value)
 	}
 	k := ""
 	if len(kind) > 1 && kind[0] == '"' {
 		k, _ = internedKind(kind)
 	}
-	if ctx == ctxSecret || k == "Secret" {
-		r.redactValues(data, depth)
-		r.redactValues(stringData, depth)
-		if metadata.ok {
-			r.secretLastApplied(metadata, depth, "annotations")
-		}
-	}
-	if (ctx == ctxSecret || k == "SecretList") && items.ok && b[items.start] == '[' {
-		r.drop(items.start, items.end)
-		if _, err := r.array(items.start, depth+1, ctxSecret); err != nil {
+	secret := ctx == ctxSecret || k == "Secret"
+	if secret {
+		r.redactValues(data)
+		r.redactValues(stringData)
+		if err := r.visit(depth, ctxSecretMeta, metadata); err != nil {
 			return end, err
 		}
+	} else if err := r.visit(depth, ctxNone, data, stringData, metadata); err != nil {
+		return end, err
 	}
-	if (ctx == ctxTokenRequest || k == "TokenRequest") && status.ok {
-		r.redactMember(status, "token")
+	itemCtx := ctxNone
+	if ctx == ctxSecret || k == "SecretList" {
+		itemCtx = ctxSecret
 	}
-	if (ctx == ctxTokenReview || k == "TokenReview") && spec.ok {
-		r.redactMember(spec, "token")
+	if items.ok && b[items.start] == '[' {
+		if _, err := r.array(items.start, depth+1, itemCtx); err != nil {
+			return end, err
+		}
+	} else if err := r.visit(depth, ctxNone, items); err != nil {
+		return end, err
+	}
+	statusCtx, specCtx := ctxNone, ctxNone
+	if ctx == ctxTokenRequest || k == "TokenRequest" {
+		statusCtx = ctxTokenHolder
+	}
+	if ctx == ctxTokenReview || k == "TokenReview" {
+		specCtx = ctxTokenHolder
+	}
+	if err := r.visit(depth, statusCtx, status); err != nil {
+		return end, err
+	}
+	if err := r.visit(depth, specCtx, spec); err != nil {
+		return end, err
+	}
+	if ctx == ctxTokenHolder && token.ok {
+		if !isNull(b[token.start:token.end]) {
+			r.redact(token.start, token.end)
+		}
+	} else if err := r.visit(depth, ctxNone, token); err != nil {
+		return end, err
 	}
 	if ctx == ctxSecretPatch && value.ok && len(path) > 1 && path[0] == '"' {
 		r.patchOperation(path, value, depth)
+	} else if err := r.visit(depth, ctxNone, value); err != nil {
+		return end, err
 	}
 	return end, nil
+}
+
+// visit walks the members skipped by object, each once, with ctx.
+func (r *redactor) visit(depth int, ctx redactCtx, spans ...span) error {
+	for _, s := range spans {
+		if s.ok {
+			if _, err := r.walk(s.start, depth+1, ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // internedKind decodes the kinds the walker acts on without allocating.
@@ -319,7 +373,7 @@ func internedKind(tok []byte) (string, error) {
 // redactValues replaces every value of the object at s (a Secret's data or
 // stringData); a value that is not an object (a malformed patch) is
 // replaced whole.
-func (r *redactor) redactValues(s span, depth int) {
+func (r *redactor) redactValues(s span) {
 	if !s.ok {
 		return
 	}
@@ -331,7 +385,7 @@ func (r *redactor) redactValues(s span, depth int) {
 		r.redact(s.start, s.end)
 		return
 	}
-	r.drop(s.start, s.end)
+	mark := len(r.edits)
 	err := eachMemberAt(r.src[:s.end], s.start, func(_ []byte, vs, ve int) error {
 		if !isNull(r.src[vs:ve]) {
 			r.redact(vs, ve)
@@ -339,56 +393,14 @@ func (r *redactor) redactValues(s span, depth int) {
 		return nil
 	})
 	if err != nil {
+		r.edits = r.edits[:mark]
 		r.redact(s.start, s.end)
 	}
 }
 
-// redactMember redacts the member name of the object at s.
-func (r *redactor) redactMember(s span, name string) {
-	if r.src[s.start] != '{' {
-		return
-	}
-	_ = eachMemberAt(r.src[:s.end], s.start, func(key []byte, vs, ve int) error {
-		if string(key) == name && !isNull(r.src[vs:ve]) {
-			r.redact(vs, ve)
-		}
-		return nil
-	})
-}
-
-// secretLastApplied finds the last-applied annotation under the object at
-// s, following keys (e.g. metadata → "annotations"), and redacts it as a
-// Secret's.
-func (r *redactor) secretLastApplied(s span, depth int, keys ...string) {
-	if r.src[s.start] != '{' {
-		return
-	}
-	want := lastAppliedKey
-	if len(keys) > 0 {
-		want = keys[0]
-	}
-	_ = eachMemberAt(r.src[:s.end], s.start, func(key []byte, vs, ve int) error {
-		if string(key) != want {
-			return nil
-		}
-		if len(keys) > 0 {
-			r.secretLastApplied(span{vs, ve, true}, depth, keys[1:]...)
-			return nil
-		}
-		switch r.src[vs] {
-		case '"':
-			r.drop(vs, ve)
-			r.lastApplied(vs, ve, depth+1, ctxSecret)
-		case 'n':
-		default:
-			r.redact(vs, ve)
-		}
-		return nil
-	})
-}
-
-// patchOperation redacts one JSON patch operation on a Secret whose path
-// reaches its values.
+// patchOperation handles one operation of a JSON patch of a Secret: a value
+// at a path that reaches the Secret's values is redacted, a value that
+// replaces the whole Secret or its metadata is walked as such.
 func (r *redactor) patchOperation(pathTok []byte, value span, depth int) {
 	p, err := stringValue(pathTok)
 	if err != nil {
@@ -396,20 +408,24 @@ func (r *redactor) patchOperation(pathTok []byte, value span, depth int) {
 		return
 	}
 	const la = "/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration"
+	ctx := ctxNone
 	switch {
-	case p == "" || p == "/":
-		r.drop(value.start, value.end)
-		if _, err := r.walk(value.start, depth+1, ctxSecret); err != nil {
-			r.redact(value.start, value.end)
-		}
 	case strings.HasPrefix(p, "/data") || strings.HasPrefix(p, "/stringData") || strings.HasPrefix(p, la):
 		if !isNull(r.src[value.start:value.end]) {
 			r.redact(value.start, value.end)
 		}
+		return
+	case p == "" || p == "/":
+		ctx = ctxSecret
 	case p == "/metadata":
-		r.secretLastApplied(value, depth, "annotations")
+		ctx = ctxSecretMeta
 	case p == "/metadata/annotations":
-		r.secretLastApplied(value, depth)
+		ctx = ctxSecretAnnotations
+	}
+	mark := len(r.edits)
+	if _, err := r.walk(value.start, depth+1, ctx); err != nil {
+		r.edits = r.edits[:mark]
+		r.redact(value.start, value.end)
 	}
 }
 
@@ -453,7 +469,6 @@ func (r *redactor) lastApplied(vs, ve, depth int, ctx redactCtx) {
 		return
 	}
 	enc := appendJSONString(nil, string(sub.apply(nil)))
-	r.drop(vs, ve)
 	r.edits = append(r.edits, edit{start: vs, end: ve, repl: string(enc), redaction: true})
 }
 

@@ -173,35 +173,26 @@ func (c *Collector) publish(w http.ResponseWriter, r *http.Request, items []json
 	)
 	began := time.Now()
 	for i, item := range items {
+		var msg bus.Message
 		var ev schemas.PreparedAuditEvent
 		var err error
-		scratch, ev, err = prep.Prepare(scratch[:0], item)
-		if err == nil {
-			env := schemas.Envelope{
-				SpecVersion: schemas.SpecVersion, ID: ev.ID, Source: Source, Type: schemas.TypeAudit,
-				Subject: ev.Subject, Time: ev.Time, DataContentType: schemas.ContentTypeJSON,
-				Cluster: c.cluster, Data: scratch,
-			}
-			start := len(arena)
-			if arena, err = env.AppendEncode(arena); err == nil {
-				if ev.Redacted {
-					redacted++
-				}
-				if ev.Truncated {
-					truncated++
-					c.log.Warn("audit webhook: oversize event published truncated", "id", ev.ID, "size", ev.OriginalSize, "limit", int64(c.cfg.MaxEventSize))
-				}
-				// The slice stays valid until acknowledged: arena only
-				// grows by reallocation, never overwriting what was sent.
-				if addErr = events.Add(ctx, bus.Message{Subject: c.subject, ID: ev.ID, Data: arena[start:len(arena):len(arena)]}); addErr != nil {
-					break
-				}
-				added++
-				continue
-			}
+		scratch, arena, msg, ev, err = c.encodeEvent(prep, scratch, arena, item)
+		if err != nil {
+			rejects = append(rejects, Reject{Index: i, Error: err.Error()})
+			rejected = append(rejected, item)
+			continue
 		}
-		rejects = append(rejects, Reject{Index: i, Error: err.Error()})
-		rejected = append(rejected, item)
+		if ev.Redacted {
+			redacted++
+		}
+		if ev.Truncated {
+			truncated++
+			c.log.Warn("audit webhook: oversize event published truncated", "id", ev.ID, "size", ev.OriginalSize, "limit", int64(c.cfg.MaxEventSize))
+		}
+		if addErr = events.Add(ctx, msg); addErr != nil {
+			break
+		}
+		added++
 	}
 	*scratchBuf = scratch[:0]
 
@@ -272,6 +263,28 @@ func (c *Collector) publish(w http.ResponseWriter, r *http.Request, items []json
 		return reply(w, http.StatusBadRequest, resp)
 	}
 	return reply(w, http.StatusOK, resp)
+}
+
+// encodeEvent prepares one item (checks, redacts, truncates it) and appends
+// its envelope to arena. It returns both buffers grown and the message to
+// publish, whose data is the end of arena: it stays valid while in flight,
+// because arena grows only by reallocation and never overwrites what it
+// held.
+func (c *Collector) encodeEvent(prep *schemas.AuditPreparer, scratch, arena, item []byte) ([]byte, []byte, bus.Message, schemas.PreparedAuditEvent, error) {
+	scratch, ev, err := prep.Prepare(scratch[:0], item)
+	if err != nil {
+		return scratch, arena, bus.Message{}, ev, err
+	}
+	env := schemas.Envelope{
+		SpecVersion: schemas.SpecVersion, ID: ev.ID, Source: Source, Type: schemas.TypeAudit,
+		Subject: ev.Subject, Time: ev.Time, DataContentType: schemas.ContentTypeJSON,
+		Cluster: c.cluster, Data: scratch,
+	}
+	start := len(arena)
+	if arena, err = env.AppendEncode(arena); err != nil {
+		return scratch, arena, bus.Message{}, ev, err
+	}
+	return scratch, arena, bus.Message{Subject: c.subject, ID: ev.ID, Data: arena[start:len(arena):len(arena)]}, ev, nil
 }
 
 // readBody reads all of r into buf (grown as needed).
