@@ -131,7 +131,7 @@ func (r *Runner) handle(ctx context.Context, m *bus.Msg) error {
 		r.m.events.WithLabelValues("skipped").Inc()
 		return nil
 	}
-	ev, err := audit.Parse(env.Data)
+	ev, err := audit.ParseValid(env.Data)
 	if err != nil {
 		r.m.events.WithLabelValues("rejected").Inc()
 		return bus.Permanent(fmt.Errorf("analyze %s: %w", env.ID, err))

@@ -218,30 +218,25 @@ func (r *Reader) items(doc []byte, line int, multiline bool) {
 		r.reject(line, err)
 		return
 	}
+	pos, lines := 0, 0 // where the previous item ended, and newlines before it
 	for _, it := range raw {
 		l := line
 		if multiline {
-			l = line + bytes.Count(doc[:offset(doc, it)], []byte{'\n'})
+			// Items are in order: find each after the previous one.
+			if k := bytes.Index(doc[pos:], it); k >= 0 {
+				lines += bytes.Count(doc[pos:pos+k], []byte{'\n'})
+				l = line + lines
+				lines += bytes.Count(it, []byte{'\n'})
+				pos += k + len(it)
+			}
 		}
-		ev, err := Parse(it)
+		ev, err := ParseValid(it)
 		if err != nil {
 			r.reject(l, err)
 			continue
 		}
 		r.pending = append(r.pending, item{ev: ev, line: l})
 	}
-}
-
-// offset is the position of sub (which aliases doc) in doc.
-func offset(doc, sub []byte) int {
-	if len(sub) == 0 {
-		return 0
-	}
-	o := cap(doc) - cap(sub)
-	if o < 0 || o > len(doc) {
-		return 0
-	}
-	return o
 }
 
 func (r *Reader) reject(line int, err error) {

@@ -1,10 +1,13 @@
 package audit
 
 import (
-	"encoding/json"
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -38,6 +41,13 @@ func skipSpace(b []byte, i int) int {
 func scanString(b []byte, i int) (end int, escaped bool, err error) {
 	i++
 	for i < len(b) {
+		// Eight plain bytes at a time.
+		for i+8 <= len(b) && !hasSpecial(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+		}
+		if i >= len(b) {
+			break
+		}
 		c := b[i]
 		switch {
 		case c == '"':
@@ -72,6 +82,19 @@ func scanString(b []byte, i int) (end int, escaped bool, err error) {
 		}
 	}
 	return 0, false, syntax(i, "unterminated string")
+}
+
+const (
+	lsbs = 0x0101010101010101
+	msbs = 0x8080808080808080
+)
+
+// hasSpecial reports whether any of the eight bytes in x is a quote, a
+// backslash or below 0x20.
+func hasSpecial(x uint64) bool {
+	hasZero := func(v uint64) uint64 { return (v - lsbs) & ^v & msbs }
+	below20 := (x - lsbs*0x20) & ^x & msbs
+	return below20|hasZero(x^(lsbs*'"'))|hasZero(x^(lsbs*'\\')) != 0
 }
 
 func isHex(c byte) bool {
@@ -181,6 +204,12 @@ func literal(b []byte, i int, lit string) (int, error) {
 // '{'), with the raw key bytes (without quotes, escapes kept) and the value's
 // extent, and returns the object's end.
 func eachMember(b []byte, i int, fn func(key []byte, vs, ve int) error) (int, error) {
+	return members(b, i, false, fn)
+}
+
+// members is eachMember; trusted input (known valid JSON) has its values
+// skipped without checking them.
+func members(b []byte, i int, trusted bool, fn func(key []byte, vs, ve int) error) (int, error) {
 	i = skipSpace(b, i)
 	if i >= len(b) || b[i] != '{' {
 		return 0, syntax(i, "expected object")
@@ -203,8 +232,12 @@ func eachMember(b []byte, i int, fn func(key []byte, vs, ve int) error) (int, er
 			return 0, syntax(i, "expected ':'")
 		}
 		vs := skipSpace(b, i+1)
-		ve, err := skipValue(b, vs, 1)
-		if err != nil {
+		var ve int
+		if trusted {
+			if ve = skipTrusted(b, vs); ve <= vs {
+				return 0, syntax(vs, "expected a value")
+			}
+		} else if ve, err = skipValue(b, vs, 1); err != nil {
 			return 0, err
 		}
 		if err := fn(key, vs, ve); err != nil {
@@ -225,26 +258,89 @@ func eachMember(b []byte, i int, fn func(key []byte, vs, ve int) error) (int, er
 }
 
 // str decodes a JSON string token; ok is false when tok is not a string.
+// Invalid UTF-8 becomes U+FFFD, as encoding/json does.
 func str(tok []byte) (string, bool) {
-	if len(tok) < 2 || tok[0] != '"' {
+	if len(tok) < 2 || tok[0] != '"' || tok[len(tok)-1] != '"' {
 		return "", false
 	}
 	inner := tok[1 : len(tok)-1]
-	plain := true
-	for _, c := range inner {
-		if c == '\\' || c >= utf8.RuneSelf {
-			plain = false
-			break
+	if bytes.IndexByte(inner, '\\') < 0 {
+		if utf8.Valid(inner) {
+			return string(inner), true
+		}
+		return strings.ToValidUTF8(string(inner), "\uFFFD"), true
+	}
+	out := make([]byte, 0, len(inner))
+	for i := 0; i < len(inner); {
+		c := inner[i]
+		if c != '\\' {
+			out = append(out, c)
+			i++
+			continue
+		}
+		if i+1 >= len(inner) {
+			return "", false
+		}
+		switch inner[i+1] {
+		case '"', '\\', '/':
+			out = append(out, inner[i+1])
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r, ok := hex4(inner, i+2)
+			if !ok {
+				return "", false
+			}
+			i += 6
+			if utf16.IsSurrogate(r) {
+				if r2, ok := hex4(inner, i+2); ok && i+1 < len(inner) && inner[i] == '\\' && inner[i+1] == 'u' {
+					if d := utf16.DecodeRune(r, r2); d != utf8.RuneError {
+						i += 6
+						out = utf8.AppendRune(out, d)
+						continue
+					}
+				}
+				r = utf8.RuneError
+			}
+			out = utf8.AppendRune(out, r)
+			continue
+		default:
+			return "", false
+		}
+		i += 2
+	}
+	if !utf8.Valid(out) {
+		return strings.ToValidUTF8(string(out), "\uFFFD"), true
+	}
+	return string(out), true
+}
+
+func hex4(b []byte, i int) (rune, bool) {
+	if i+4 > len(b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
 		}
 	}
-	if plain {
-		return string(inner), true
-	}
-	var s string
-	if err := json.Unmarshal(tok, &s); err != nil {
-		return "", false
-	}
-	return s, true
+	return r, true
 }
 
 // strList decodes an array of strings; null is an empty list.
@@ -294,4 +390,188 @@ func integer(b []byte) (int64, bool) {
 		return int64(f), true
 	}
 	return n, true
+}
+
+// decodeValue decodes the JSON value at b[i:] into the generic values
+// encoding/json produces for `any` (map[string]any, []any, string, float64,
+// bool, nil), in one pass, and returns the end.
+func decodeValue(b []byte, i, depth int) (any, int, error) {
+	if depth > maxDepth {
+		return nil, 0, syntax(i, "nested too deeply")
+	}
+	i = skipSpace(b, i)
+	if i >= len(b) {
+		return nil, 0, syntax(i, "unexpected end of input")
+	}
+	switch c := b[i]; c {
+	case '"':
+		end, escaped, err := scanString(b, i)
+		if err != nil {
+			return nil, 0, err
+		}
+		if !escaped {
+			return string(b[i+1 : end-1]), end, nil
+		}
+		s, ok := str(b[i:end])
+		if !ok {
+			return nil, 0, syntax(i, "bad string")
+		}
+		return s, end, nil
+	case '{':
+		m := make(map[string]any, 8)
+		i = skipSpace(b, i+1)
+		if i < len(b) && b[i] == '}' {
+			return m, i + 1, nil
+		}
+		for {
+			if i >= len(b) || b[i] != '"' {
+				return nil, 0, syntax(i, "expected object key")
+			}
+			kend, escaped, err := scanString(b, i)
+			if err != nil {
+				return nil, 0, err
+			}
+			var key string
+			if escaped {
+				var ok bool
+				if key, ok = str(b[i:kend]); !ok {
+					return nil, 0, syntax(i, "bad key")
+				}
+			} else {
+				key = string(b[i+1 : kend-1])
+			}
+			i = skipSpace(b, kend)
+			if i >= len(b) || b[i] != ':' {
+				return nil, 0, syntax(i, "expected ':'")
+			}
+			v, end, err := decodeValue(b, i+1, depth+1)
+			if err != nil {
+				return nil, 0, err
+			}
+			m[key] = v
+			i = skipSpace(b, end)
+			if i >= len(b) {
+				return nil, 0, syntax(i, "unexpected end of object")
+			}
+			if b[i] == '}' {
+				return m, i + 1, nil
+			}
+			if b[i] != ',' {
+				return nil, 0, syntax(i, "expected ',' or '}'")
+			}
+			i = skipSpace(b, i+1)
+		}
+	case '[':
+		a := make([]any, 0, 4)
+		i = skipSpace(b, i+1)
+		if i < len(b) && b[i] == ']' {
+			return a, i + 1, nil
+		}
+		for {
+			v, end, err := decodeValue(b, i, depth+1)
+			if err != nil {
+				return nil, 0, err
+			}
+			a = append(a, v)
+			i = skipSpace(b, end)
+			if i >= len(b) {
+				return nil, 0, syntax(i, "unexpected end of array")
+			}
+			if b[i] == ']' {
+				return a, i + 1, nil
+			}
+			if b[i] != ',' {
+				return nil, 0, syntax(i, "expected ',' or ']'")
+			}
+			i++
+		}
+	case 't':
+		end, err := literal(b, i, "true")
+		return true, end, err
+	case 'f':
+		end, err := literal(b, i, "false")
+		return false, end, err
+	case 'n':
+		end, err := literal(b, i, "null")
+		return nil, end, err
+	default:
+		end, err := skipValue(b, i, depth)
+		if err != nil {
+			return nil, 0, err
+		}
+		f, err := strconv.ParseFloat(string(b[i:end]), 64)
+		if err != nil {
+			return nil, 0, syntax(i, "bad number")
+		}
+		return f, end, nil
+	}
+}
+
+// skipTrusted returns the end of the value at b[i:] in input already known
+// to be valid JSON (checked by the envelope decoder or SplitAuditEvents): it
+// only matches brackets and skips strings eight bytes at a time. On invalid
+// input it returns some position within b; it never reads out of bounds.
+func skipTrusted(b []byte, i int) int {
+	i = skipSpace(b, i)
+	if i >= len(b) {
+		return len(b)
+	}
+	switch b[i] {
+	case '"':
+		return skipStringTrusted(b, i)
+	case '{', '[':
+		depth := 0
+		for i < len(b) {
+			switch b[i] {
+			case '"':
+				i = skipStringTrusted(b, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return len(b)
+	default:
+		for i < len(b) {
+			switch b[i] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				return i
+			}
+			i++
+		}
+		return i
+	}
+}
+
+// skipStringTrusted returns the end of the string starting at b[i] == '"'.
+func skipStringTrusted(b []byte, i int) int {
+	i++
+	for i < len(b) {
+		for i+8 <= len(b) && !hasQuoteOrBackslash(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+		}
+		if i >= len(b) {
+			break
+		}
+		switch b[i] {
+		case '"':
+			return i + 1
+		case '\\':
+			i += 2
+		default:
+			i++
+		}
+	}
+	return len(b)
+}
+
+func hasQuoteOrBackslash(x uint64) bool {
+	hasZero := func(v uint64) uint64 { return (v - lsbs) & ^v & msbs }
+	return hasZero(x^(lsbs*'"'))|hasZero(x^(lsbs*'\\')) != 0
 }

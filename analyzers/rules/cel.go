@@ -35,6 +35,7 @@ var variables = []struct {
 	{"user.username", cel.StringType, "who authenticated"},
 	{"user.uid", cel.StringType, "their uid"},
 	{"user.groups", cel.ListType(cel.StringType), "their groups"},
+	{"user.system", cel.BoolType, "whether user.username is one of lists.system_identities: the control plane itself"},
 	{"user.extra", cel.MapType(cel.StringType, cel.ListType(cel.StringType)), "their extra attributes"},
 	{"impersonated", cel.BoolType, "whether the request impersonated someone"},
 	{"impersonatedUser.username", cel.StringType, "whom the request impersonated (\"\" if nobody)"},
@@ -207,6 +208,7 @@ func NormalizeImage(image string) string {
 // keeping what it decoded for the other rules of the same event.
 type activation struct {
 	ev   *audit.Event
+	sys  []string              // lists.system_identities
 	vals [maxVariables]ref.Val // by variable index; nil until resolved
 	spec map[string]any
 	done bool // spec computed
@@ -263,8 +265,15 @@ func (a *activation) resolve(name string) ref.Val {
 		return types.String(ev.User.UID)
 	case "user.groups":
 		return strList(ev.User.Groups)
+	case "user.system":
+		for _, p := range a.sys {
+			if analyzers.Glob(p, ev.User.Username) {
+				return types.True
+			}
+		}
+		return types.False
 	case "user.extra":
-		return types.DefaultTypeAdapter.NativeToValue(nonNilExtra(ev.User.Extra))
+		return types.DefaultTypeAdapter.NativeToValue(nonNilExtra(ev.User.Extra()))
 	case "impersonated":
 		return types.Bool(ev.Impersonated != nil)
 	case "impersonatedUser.username":

@@ -338,7 +338,7 @@ func (e *Engine) Evaluate(ev *audit.Event) []Hit {
 		return nil
 	}
 	act := e.actPool.Get().(*activation)
-	*act = activation{ev: ev}
+	*act = activation{ev: ev, sys: e.lists["system_identities"]}
 	defer func() {
 		*act = activation{}
 		e.actPool.Put(act)

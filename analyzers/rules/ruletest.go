@@ -166,7 +166,10 @@ func runCase(shared *Engine, dir string, tc TestCase) (int, error) {
 	case tc.Events != "" && tc.Inline != "":
 		return 0, errors.New("set events or inline, not both")
 	case tc.Events != "":
-		name = filepath.Join(dir, tc.Events)
+		name = tc.Events
+		if !filepath.IsAbs(name) {
+			name = filepath.Join(dir, name)
+		}
 		f, err := os.Open(name)
 		if err != nil {
 			return 0, err
