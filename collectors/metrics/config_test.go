@@ -1,11 +1,14 @@
 package metrics
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/faultline/faultline/schemas"
 )
 
 func TestDefaultConfigValid(t *testing.T) {
@@ -170,5 +173,35 @@ func TestBackoffAndTicks(t *testing.T) {
 		if got := nextAfter(first, 15*time.Second, first.Add(tc.now)); !got.Equal(first.Add(tc.want)) {
 			t.Errorf("nextAfter(first+%s) = first+%s, want first+%s", tc.now, got.Sub(first), tc.want)
 		}
+	}
+}
+
+// A job that finds every scrape slot busy until its next tick skips that
+// scrape with a clear error; with a slot free it runs.
+func TestCollectBoundedSkipsWithoutSlot(t *testing.T) {
+	m, err := newCollectorMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Collector{cfg: DefaultConfig(), metrics: m, slots: make(chan struct{}, 1)}
+	ran := 0
+	j := &job{source: "scrape", timeout: time.Second, collect: func(context.Context, time.Time) ([]schemas.MetricSample, error) {
+		ran++
+		return nil, nil
+	}}
+	c.slots <- struct{}{} // another scrape holds the only slot
+	_, err = c.collectBounded(context.Background(), j, time.Now(), time.Now().Add(50*time.Millisecond))
+	if resultOf(err) != resultSkipped || !strings.Contains(err.Error(), "all 1 slots of collectors.metrics.max_concurrent busy") {
+		t.Fatalf("error %v (result %s), want skipped", err, resultOf(err))
+	}
+	if ran != 0 {
+		t.Fatal("collect ran without a slot")
+	}
+	<-c.slots
+	if _, err := c.collectBounded(context.Background(), j, time.Now(), time.Now().Add(50*time.Millisecond)); err != nil || ran != 1 {
+		t.Fatalf("with a free slot: error %v, ran %d", err, ran)
+	}
+	if len(c.slots) != 0 {
+		t.Error("slot not released")
 	}
 }
