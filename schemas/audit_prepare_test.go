@@ -584,16 +584,20 @@ func BenchmarkAuditPreparer(b *testing.B) {
 		compact = append(compact, buf.Bytes())
 		size += buf.Len()
 	}
-	p := &AuditPreparer{MaxEventSize: 256 << 10}
-	var dst []byte
-	b.SetBytes(int64(size / len(compact)))
-	b.ReportAllocs()
-	for i := 0; b.Loop(); i++ {
-		var err error
-		dst, _, err = p.Prepare(dst[:0], compact[i%len(compact)])
-		if err != nil {
-			b.Fatal(err)
-		}
+	for _, validated := range []bool{false, true} {
+		b.Run(fmt.Sprintf("validated=%v", validated), func(b *testing.B) {
+			p := &AuditPreparer{MaxEventSize: 256 << 10, Validated: validated}
+			var dst []byte
+			b.SetBytes(int64(size / len(compact)))
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				var err error
+				dst, _, err = p.Prepare(dst[:0], compact[i%len(compact)])
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
@@ -619,6 +623,7 @@ func FuzzAuditPreparer(f *testing.F) {
 	f.Add(auditEvent("", `{"kind":"SecretList","items":[{"data":{"a":"b"}}]}`, `{"rows":[{"object":{"kind":"Secret","stringData":{"a":"b"}}}]}`))
 	f.Add([]byte(`{"kind":0}`))
 	p := &AuditPreparer{MaxEventSize: MinAuditEventLimit}
+	pv := &AuditPreparer{MaxEventSize: MinAuditEventLimit, Validated: true}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if !json.Valid(in) {
 			// Prepare gets items SplitAuditEvents checked; it must still
@@ -632,6 +637,10 @@ func FuzzAuditPreparer(f *testing.F) {
 		}
 		want, werr := ParseAuditEvent(in)
 		out, ev, err := p.Prepare([]byte("x"), in)
+		vout, vev, verr := pv.Prepare(nil, in)
+		if (err == nil) != (verr == nil) || (err == nil && (!bytes.Equal(out[1:], vout) || ev != vev)) {
+			t.Fatalf("Validated changes the result: %v / %v", err, verr)
+		}
 		if err != nil {
 			if len(out) != 1 {
 				t.Fatal("dst changed on error")

@@ -63,6 +63,7 @@ It prints each round and the ratio of the medians.`,
 	f.BoolVar(&o.InProcess, "in-process", false, "connect in-process instead of over loopback TCP")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	cmd.AddCommand(busCmd)
+	cmd.AddCommand(newBenchAuditWebhookCommand())
 	return cmd
 }
 

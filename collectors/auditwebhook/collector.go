@@ -110,7 +110,7 @@ func New(d collectors.Deps, cfg Config) (*Collector, error) {
 
 		reloadEvery: reloadInterval,
 	}
-	c.preparers.New = func() any { return &schemas.AuditPreparer{MaxEventSize: int(cfg.MaxEventSize)} }
+	c.preparers.New = func() any { return &schemas.AuditPreparer{MaxEventSize: int(cfg.MaxEventSize), Validated: true} }
 	m.inFlightLimit.Set(float64(cfg.MaxConcurrentRequests))
 
 	var tlsCfg *tls.Config

@@ -39,7 +39,7 @@ func FuzzWebhookBody(f *testing.F) {
 	f.Add([]byte(`{"kind":"EventList","apiVersion":"audit.k8s.io/v1beta1","items":null}`))
 
 	c := &Collector{cluster: "fuzz", subject: bus.AuditSubject("fuzz")}
-	prep := &schemas.AuditPreparer{MaxEventSize: schemas.MinAuditEventLimit}
+	prep := &schemas.AuditPreparer{MaxEventSize: schemas.MinAuditEventLimit, Validated: true}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		items, err := schemas.SplitAuditEvents(body)
 		ref, refRejects, refErr := schemas.ParseAuditEvents(body)
