@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // A small JSON scanner over the raw event: it finds the extent of values
@@ -37,51 +38,10 @@ func skipSpace(b []byte, i int) int {
 }
 
 // scanString returns the end (one past the closing quote) of the string
-// starting at b[i] == '"', and whether it holds escapes.
+// starting at b[i] == '"', and whether it holds escapes. It checks the
+// string's syntax.
 func scanString(b []byte, i int) (end int, escaped bool, err error) {
-	i++
-	for i < len(b) {
-		// Eight plain bytes at a time.
-		for i+8 <= len(b) && !hasSpecial(binary.LittleEndian.Uint64(b[i:])) {
-			i += 8
-		}
-		if i >= len(b) {
-			break
-		}
-		c := b[i]
-		switch {
-		case c == '"':
-			return i + 1, escaped, nil
-		case c == '\\':
-			escaped = true
-			if i+1 >= len(b) {
-				return 0, false, syntax(i, "unterminated escape")
-			}
-			if b[i+1] == 'u' {
-				if i+6 > len(b) {
-					return 0, false, syntax(i, "short \\u escape")
-				}
-				for _, h := range b[i+2 : i+6] {
-					if !isHex(h) {
-						return 0, false, syntax(i, "bad \\u escape")
-					}
-				}
-				i += 6
-				continue
-			}
-			switch b[i+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-			default:
-				return 0, false, syntax(i, "bad escape")
-			}
-			i += 2
-		case c < 0x20:
-			return 0, false, syntax(i, "control character in string")
-		default:
-			i++
-		}
-	}
-	return 0, false, syntax(i, "unterminated string")
+	return stringEnd(b, i, true)
 }
 
 const (
@@ -101,96 +61,13 @@ func isHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
-// skipValue returns the end of the value starting at b[i].
+// skipValue returns the end of the value starting at b[i], checking its
+// syntax.
 func skipValue(b []byte, i, depth int) (int, error) {
 	if depth > maxDepth {
 		return 0, syntax(i, "nested too deeply")
 	}
-	i = skipSpace(b, i)
-	if i >= len(b) {
-		return 0, syntax(i, "unexpected end of input")
-	}
-	switch c := b[i]; c {
-	case '"':
-		end, _, err := scanString(b, i)
-		return end, err
-	case '{':
-		i = skipSpace(b, i+1)
-		if i < len(b) && b[i] == '}' {
-			return i + 1, nil
-		}
-		for {
-			if i >= len(b) || b[i] != '"' {
-				return 0, syntax(i, "expected object key")
-			}
-			end, _, err := scanString(b, i)
-			if err != nil {
-				return 0, err
-			}
-			i = skipSpace(b, end)
-			if i >= len(b) || b[i] != ':' {
-				return 0, syntax(i, "expected ':'")
-			}
-			if i, err = skipValue(b, i+1, depth+1); err != nil {
-				return 0, err
-			}
-			i = skipSpace(b, i)
-			if i >= len(b) {
-				return 0, syntax(i, "unexpected end of object")
-			}
-			if b[i] == '}' {
-				return i + 1, nil
-			}
-			if b[i] != ',' {
-				return 0, syntax(i, "expected ',' or '}'")
-			}
-			i = skipSpace(b, i+1)
-		}
-	case '[':
-		i = skipSpace(b, i+1)
-		if i < len(b) && b[i] == ']' {
-			return i + 1, nil
-		}
-		for {
-			var err error
-			if i, err = skipValue(b, i, depth+1); err != nil {
-				return 0, err
-			}
-			i = skipSpace(b, i)
-			if i >= len(b) {
-				return 0, syntax(i, "unexpected end of array")
-			}
-			if b[i] == ']' {
-				return i + 1, nil
-			}
-			if b[i] != ',' {
-				return 0, syntax(i, "expected ',' or ']'")
-			}
-			i++
-		}
-	case 't':
-		return literal(b, i, "true")
-	case 'f':
-		return literal(b, i, "false")
-	case 'n':
-		return literal(b, i, "null")
-	default:
-		if c == '-' || c >= '0' && c <= '9' {
-			j := i
-			if b[j] == '-' {
-				j++
-			}
-			start := j
-			for j < len(b) && (b[j] >= '0' && b[j] <= '9' || b[j] == '.' || b[j] == 'e' || b[j] == 'E' || b[j] == '+' || b[j] == '-') {
-				j++
-			}
-			if j == start {
-				return 0, syntax(i, "bad number")
-			}
-			return j, nil
-		}
-		return 0, syntax(i, "unexpected character")
-	}
+	return validate(b, i)
 }
 
 func literal(b []byte, i int, lit string) (int, error) {
@@ -237,7 +114,7 @@ func members(b []byte, i int, trusted bool, fn func(key []byte, vs, ve int) erro
 			if ve = skipTrusted(b, vs); ve <= vs {
 				return 0, syntax(vs, "expected a value")
 			}
-		} else if ve, err = skipValue(b, vs, 1); err != nil {
+		} else if ve, err = validate(b, vs); err != nil {
 			return 0, err
 		}
 		if err := fn(key, vs, ve); err != nil {
@@ -266,7 +143,7 @@ func str(tok []byte) (string, bool) {
 	inner := tok[1 : len(tok)-1]
 	if bytes.IndexByte(inner, '\\') < 0 {
 		if utf8.Valid(inner) {
-			return string(inner), true
+			return view(inner), true
 		}
 		return strings.ToValidUTF8(string(inner), "\uFFFD"), true
 	}
@@ -409,8 +286,8 @@ func decodeValue(b []byte, i, depth int) (any, int, error) {
 		if err != nil {
 			return nil, 0, err
 		}
-		if !escaped {
-			return string(b[i+1 : end-1]), end, nil
+		if !escaped && utf8.Valid(b[i+1:end-1]) {
+			return view(b[i+1 : end-1]), end, nil
 		}
 		s, ok := str(b[i:end])
 		if !ok {
@@ -437,8 +314,8 @@ func decodeValue(b []byte, i, depth int) (any, int, error) {
 				if key, ok = str(b[i:kend]); !ok {
 					return nil, 0, syntax(i, "bad key")
 				}
-			} else {
-				key = string(b[i+1 : kend-1])
+			} else if key = view(b[i+1 : kend-1]); !utf8.ValidString(key) {
+				key = strings.ToValidUTF8(key, "\uFFFD")
 			}
 			i = skipSpace(b, kend)
 			if i >= len(b) || b[i] != ':' {
@@ -549,29 +426,279 @@ func skipTrusted(b []byte, i int) int {
 	}
 }
 
-// skipStringTrusted returns the end of the string starting at b[i] == '"'.
+// skipStringTrusted returns the end of the string starting at b[i] == '"':
+// the next quote not escaped by an odd run of backslashes.
 func skipStringTrusted(b []byte, i int) int {
-	i++
-	for i < len(b) {
-		for i+8 <= len(b) && !hasQuoteOrBackslash(binary.LittleEndian.Uint64(b[i:])) {
-			i += 8
-		}
-		if i >= len(b) {
+	j := i + 1
+	for j < len(b) {
+		q := bytes.IndexByte(b[j:], '"')
+		if q < 0 {
 			break
 		}
-		switch b[i] {
-		case '"':
-			return i + 1
-		case '\\':
-			i += 2
-		default:
-			i++
+		q += j
+		n := 0
+		for k := q - 1; k > i && b[k] == '\\'; k-- {
+			n++
 		}
+		if n%2 == 0 {
+			return q + 1
+		}
+		j = q + 1
 	}
 	return len(b)
 }
 
-func hasQuoteOrBackslash(x uint64) bool {
-	hasZero := func(v uint64) uint64 { return (v - lsbs) & ^v & msbs }
-	return hasZero(x^(lsbs*'"'))|hasZero(x^(lsbs*'\\')) != 0
+// view is the bytes as a string without copying. The event's raw bytes are
+// never changed while the event is in use (Parse's contract), so strings
+// that alias them stay valid.
+func view(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+
+// stringEnd returns the end of the string starting at b[i] == '"' using the
+// vectorised byte search; when check is set it also validates the escapes
+// and refuses control characters, as JSON requires.
+func stringEnd(b []byte, i int, check bool) (int, bool, error) {
+	start := i + 1
+	j := start
+	escaped := false
+	// Short strings (most keys and values): eight bytes at a time.
+	for n := 0; n < 4 && j+8 <= len(b); n++ {
+		x := binary.LittleEndian.Uint64(b[j:])
+		if !hasSpecial(x) {
+			j += 8
+			continue
+		}
+		for k := j; k < j+8; k++ {
+			switch c := b[k]; {
+			case c == '"':
+				return k + 1, false, nil
+			case c == '\\' || c < 0x20:
+				if c < 0x20 && check {
+					return 0, false, syntax(k, "control character in string")
+				}
+				j = k
+				goto slow
+			}
+		}
+	}
+slow:
+	for {
+		q := bytes.IndexByte(b[j:], '"')
+		if q < 0 {
+			return 0, false, syntax(i, "unterminated string")
+		}
+		q += j
+		bs := bytes.IndexByte(b[j:q], '\\')
+		if bs < 0 {
+			if check && hasControl(b[j:q]) {
+				return 0, false, syntax(j, "control character in string")
+			}
+			return q + 1, escaped, nil
+		}
+		// An escape before the next quote: go through it byte by byte.
+		escaped = true
+		k := j + bs
+		if check && hasControl(b[j:k]) {
+			return 0, false, syntax(j, "control character in string")
+		}
+		if k+1 >= len(b) {
+			return 0, false, syntax(k, "unterminated escape")
+		}
+		switch b[k+1] {
+		case 'u':
+			if k+6 > len(b) {
+				return 0, false, syntax(k, "short \\u escape")
+			}
+			if check {
+				for _, h := range b[k+2 : k+6] {
+					if !isHex(h) {
+						return 0, false, syntax(k, "bad \\u escape")
+					}
+				}
+			}
+			j = k + 6
+		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			j = k + 2
+		default:
+			if check {
+				return 0, false, syntax(k, "bad escape")
+			}
+			j = k + 2
+		}
+		if j > len(b) {
+			return 0, false, syntax(k, "unterminated escape")
+		}
+	}
+}
+
+// hasControl reports whether s has a byte below 0x20, eight at a time.
+func hasControl(s []byte) bool {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		x := binary.LittleEndian.Uint64(s[i:])
+		if (x-lsbs*0x20)&^x&msbs != 0 {
+			return true
+		}
+	}
+	for ; i < len(s); i++ {
+		if s[i] < 0x20 {
+			return true
+		}
+	}
+	return false
+}
+
+// validate checks the syntax of the value at b[i:] without recursion and
+// returns its end. Strings go through the vectorised search.
+func validate(b []byte, i int) (int, error) {
+	var stackBuf [32]byte
+	stack := stackBuf[:0]
+	for {
+		// A value.
+		i = skipSpace(b, i)
+		if i >= len(b) {
+			return 0, syntax(i, "unexpected end of input")
+		}
+		switch c := b[i]; c {
+		case '"':
+			end, _, err := stringEnd(b, i, true)
+			if err != nil {
+				return 0, err
+			}
+			i = end
+		case '{', '[':
+			if len(stack) >= maxDepth {
+				return 0, syntax(i, "nested too deeply")
+			}
+			stack = append(stack, c)
+			i = skipSpace(b, i+1)
+			if i < len(b) && (b[i] == '}' && c == '{' || b[i] == ']' && c == '[') {
+				stack = stack[:len(stack)-1]
+				i++
+				break
+			}
+			if c == '{' {
+				var err error
+				if i, err = objectKey(b, i); err != nil {
+					return 0, err
+				}
+			}
+			continue
+		case 't':
+			end, err := literal(b, i, "true")
+			if err != nil {
+				return 0, err
+			}
+			i = end
+		case 'f':
+			end, err := literal(b, i, "false")
+			if err != nil {
+				return 0, err
+			}
+			i = end
+		case 'n':
+			end, err := literal(b, i, "null")
+			if err != nil {
+				return 0, err
+			}
+			i = end
+		default:
+			end, err := number(b, i)
+			if err != nil {
+				return 0, err
+			}
+			i = end
+		}
+		// After a value: close containers, or go on to the next member.
+		for {
+			if len(stack) == 0 {
+				return i, nil
+			}
+			i = skipSpace(b, i)
+			if i >= len(b) {
+				return 0, syntax(i, "unexpected end of input")
+			}
+			top := stack[len(stack)-1]
+			switch {
+			case b[i] == ',':
+				i++
+				if top == '{' {
+					var err error
+					if i, err = objectKey(b, skipSpace(b, i)); err != nil {
+						return 0, err
+					}
+				}
+			case b[i] == '}' && top == '{', b[i] == ']' && top == '[':
+				stack = stack[:len(stack)-1]
+				i++
+				continue
+			default:
+				return 0, syntax(i, "expected ',' or the end of the container")
+			}
+			break
+		}
+	}
+}
+
+// objectKey checks `"key" :` at b[i:] and returns the position after ':'.
+func objectKey(b []byte, i int) (int, error) {
+	if i >= len(b) || b[i] != '"' {
+		return 0, syntax(i, "expected object key")
+	}
+	end, _, err := stringEnd(b, i, true)
+	if err != nil {
+		return 0, err
+	}
+	i = skipSpace(b, end)
+	if i >= len(b) || b[i] != ':' {
+		return 0, syntax(i, "expected ':'")
+	}
+	return i + 1, nil
+}
+
+// number checks a JSON number at b[i:] and returns its end.
+func number(b []byte, i int) (int, error) {
+	start := i
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	default:
+		return 0, syntax(start, "unexpected character")
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		d := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == d {
+			return 0, syntax(start, "bad number")
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		d := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		if i == d {
+			return 0, syntax(start, "bad number")
+		}
+	}
+	return i, nil
 }

@@ -48,6 +48,7 @@ type Rule struct {
 	File        string
 
 	decision   string          // allowed, denied or any
+	users      []string        // globs; nil: any
 	verbs      map[string]bool // nil: any
 	resources  []resPattern    // nil: any
 	cond       cel.Program
@@ -163,6 +164,7 @@ func (e *Engine) compileRule(env *cel.Env, s *RuleSpec, ruleset string) (*Rule, 
 		ID: s.ID, Name: s.Name, Description: strings.TrimSpace(s.Description), Ruleset: ruleset,
 		Severity: sev, MITRE: s.MITRE, File: s.file,
 	}
+	r.users = s.Match.Users
 	r.decision = s.Match.Decision
 	if r.decision == "" {
 		r.decision = "allowed"
@@ -347,6 +349,9 @@ func (e *Engine) Evaluate(ev *audit.Event) []Hit {
 	denied := ev.Code == 403
 	for _, r := range rs {
 		if (r.decision == "allowed" && denied) || (r.decision == "denied" && !denied) {
+			continue
+		}
+		if r.users != nil && !globAny(r.users, ev.User.Username) {
 			continue
 		}
 		out, _, err := r.cond.Eval(act)
@@ -637,3 +642,12 @@ func (e *Engine) fresh() *Engine {
 
 // Fresh is fresh for other packages: the same rules with empty state.
 func (e *Engine) Fresh() *Engine { return e.fresh() }
+
+func globAny(patterns []string, s string) bool {
+	for _, p := range patterns {
+		if analyzers.Glob(p, s) {
+			return true
+		}
+	}
+	return false
+}

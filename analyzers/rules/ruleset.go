@@ -75,6 +75,8 @@ type Match struct {
 	// Decision is allowed (the default: requests the authorizer refused are
 	// left to the rules about denials), denied (only those) or any.
 	Decision string `yaml:"decision"`
+	// Users (globs) restricts the rule to these authenticated users.
+	Users []string `yaml:"users"`
 }
 
 // ExceptionSpec is a named list of values of a field for which the rule
