@@ -458,7 +458,6 @@ func view(b []byte) string {
 	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
-
 // stringEnd returns the end of the string starting at b[i] == '"' using the
 // vectorised byte search; when check is set it also validates the escapes
 // and refuses control characters, as JSON requires.
