@@ -84,9 +84,15 @@ type Event struct {
 
 	requestReceived, stageTime string
 	reqObj, respObj, annot     []byte
+	kind, apiVersion           string
+	// tail is where parsing stopped (the request or response object), -1
+	// when the whole event is read.
+	tail    int
+	tailErr error
+	trusted bool // the input's syntax was checked before Parse
 
 	once struct {
-		req, resp, annot, times, query sync.Once
+		req, resp, annot, times, query, tail sync.Once
 	}
 	reqVal, respVal  any
 	reqErr, respErr  error
@@ -114,7 +120,7 @@ func ParseValid(raw []byte) (*Event, error) {
 }
 
 func parse(raw []byte, trusted bool) (*Event, error) {
-	ev := &Event{Raw: raw}
+	ev := &Event{Raw: raw, tail: -1, trusted: trusted}
 	if err := ev.parse(trusted); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotAuditEvent, err)
 	}
@@ -127,90 +133,109 @@ func (ev *Event) parse(trusted bool) error {
 	if start >= len(b) || b[start] != '{' {
 		return errors.New("not a JSON object")
 	}
-	var kind, apiVersion string
-	var sawKind, sawAPIVersion bool
-	end, err := members(b, start, trusted, func(key []byte, vs, ve int) error {
-		v := b[vs:ve]
-		var ok bool
-		switch string(key) {
-		case "kind":
-			if isNull(v) {
-				return nil
-			}
-			if kind, ok = str(v); !ok {
-				return fmt.Errorf("kind is %s, want \"Event\"", clip(v))
-			}
-			sawKind = true
-		case "apiVersion":
-			if isNull(v) {
-				return nil
-			}
-			if apiVersion, ok = str(v); !ok {
-				return fmt.Errorf("apiVersion is %s, not a string", clip(v))
-			}
-			sawAPIVersion = true
-		case "auditID":
-			return field(v, "auditID", &ev.AuditID)
-		case "stage":
-			return field(v, "stage", &ev.Stage)
-		case "level":
-			return field(v, "level", &ev.Level)
-		case "verb":
-			return field(v, "verb", &ev.Verb)
-		case "requestURI":
-			return field(v, "requestURI", &ev.RequestURI)
-		case "userAgent":
-			return field(v, "userAgent", &ev.UserAgent)
-		case "requestReceivedTimestamp":
-			return field(v, "requestReceivedTimestamp", &ev.requestReceived)
-		case "stageTimestamp":
-			return field(v, "stageTimestamp", &ev.stageTime)
-		case "sourceIPs":
-			if ev.SourceIPs, ok = strList(v); !ok {
-				return errors.New("sourceIPs is not a list of strings")
-			}
-		case "user":
-			return parseUser(v, &ev.User, "user")
-		case "impersonatedUser":
-			if isNull(v) {
-				return nil
-			}
-			ev.Impersonated = &User{}
-			return parseUser(v, ev.Impersonated, "impersonatedUser")
-		case "objectRef":
-			if isNull(v) {
-				return nil
-			}
-			ev.HasObjectRef = true
-			return parseObjectRef(v, &ev.ObjectRef)
-		case "responseStatus":
-			if isNull(v) {
-				return nil
-			}
-			return parseStatus(v, &ev.Code)
-		case "requestObject":
-			ev.reqObj = nullable(v)
-		case "responseObject":
-			ev.respObj = nullable(v)
-		case "annotations":
-			if !isNull(v) && v[0] != '{' {
-				return errors.New("annotations is not an object")
-			}
-			ev.annot = nullable(v)
-		}
-		return nil
-	})
+	var stop func(key []byte) bool
+	if trusted {
+		// The request and response objects are most of an event and most
+		// rules never look at them: leave them, and what follows them,
+		// for later (completeTail).
+		stop = func(key []byte) bool { return string(key) == "requestObject" || string(key) == "responseObject" }
+	}
+	end, stoppedAt, err := membersFrom(b, start+1, trusted, stop, ev.member)
 	if err != nil {
 		return err
 	}
-	if i := skipSpace(b, end); i != len(b) {
+	if stoppedAt >= 0 {
+		ev.tail = stoppedAt
+	} else if i := skipSpace(b, end); i != len(b) {
 		return syntax(i, "data after the event")
 	}
+	if err := ev.checkHead(); err != nil {
+		return err
+	}
+	if ev.tail < 0 {
+		return ev.checkTail()
+	}
+	return nil
+}
+
+// member decodes one top-level member.
+func (ev *Event) member(key []byte, vs, ve int) error {
+	v := ev.Raw[vs:ve]
+	var ok bool
+	switch string(key) {
+	case "kind":
+		if isNull(v) {
+			return nil
+		}
+		if ev.kind, ok = str(v); !ok {
+			return fmt.Errorf("kind is %s, want \"Event\"", clip(v))
+		}
+	case "apiVersion":
+		if isNull(v) {
+			return nil
+		}
+		if ev.apiVersion, ok = str(v); !ok {
+			return fmt.Errorf("apiVersion is %s, not a string", clip(v))
+		}
+	case "auditID":
+		return field(v, "auditID", &ev.AuditID)
+	case "stage":
+		return field(v, "stage", &ev.Stage)
+	case "level":
+		return field(v, "level", &ev.Level)
+	case "verb":
+		return field(v, "verb", &ev.Verb)
+	case "requestURI":
+		return field(v, "requestURI", &ev.RequestURI)
+	case "userAgent":
+		return field(v, "userAgent", &ev.UserAgent)
+	case "requestReceivedTimestamp":
+		return field(v, "requestReceivedTimestamp", &ev.requestReceived)
+	case "stageTimestamp":
+		return field(v, "stageTimestamp", &ev.stageTime)
+	case "sourceIPs":
+		if ev.SourceIPs, ok = strList(v); !ok {
+			return errors.New("sourceIPs is not a list of strings")
+		}
+	case "user":
+		return parseUser(v, &ev.User, "user", ev.trusted)
+	case "impersonatedUser":
+		if isNull(v) {
+			return nil
+		}
+		ev.Impersonated = &User{}
+		return parseUser(v, ev.Impersonated, "impersonatedUser", ev.trusted)
+	case "objectRef":
+		if isNull(v) {
+			return nil
+		}
+		ev.HasObjectRef = true
+		return parseObjectRef(v, &ev.ObjectRef, ev.trusted)
+	case "responseStatus":
+		if isNull(v) {
+			return nil
+		}
+		return parseStatus(v, &ev.Code, ev.trusted)
+	case "requestObject":
+		ev.reqObj = nullable(v)
+	case "responseObject":
+		ev.respObj = nullable(v)
+	case "annotations":
+		if !isNull(v) && v[0] != '{' {
+			return errors.New("annotations is not an object")
+		}
+		ev.annot = nullable(v)
+	}
+	return nil
+}
+
+// checkHead checks what every event has before its request object.
+func (ev *Event) checkHead() error {
 	switch {
-	case sawKind && kind != "" && kind != "Event":
-		return fmt.Errorf("kind is %q, want Event", kind)
-	case sawAPIVersion && apiVersion != "" && apiVersion != schemas.AuditAPIVersion && apiVersion != schemas.AuditAPIVersionV1beta1:
-		return fmt.Errorf("apiVersion is %q, want %s or %s", apiVersion, schemas.AuditAPIVersion, schemas.AuditAPIVersionV1beta1)
+	case ev.kind != "" && ev.kind != "Event":
+		return fmt.Errorf("kind is %q, want Event", ev.kind)
+	case ev.apiVersion != "" && ev.apiVersion != schemas.AuditAPIVersion && ev.apiVersion != schemas.AuditAPIVersionV1beta1:
+		return fmt.Errorf("apiVersion is %q, want %s or %s", ev.apiVersion, schemas.AuditAPIVersion, schemas.AuditAPIVersionV1beta1)
 	case ev.AuditID == "":
 		return errors.New("missing auditID")
 	case ev.Stage == "":
@@ -225,6 +250,13 @@ func (ev *Event) parse(trusted bool) error {
 		return errors.New("missing verb")
 	case ev.RequestURI == "":
 		return errors.New("missing requestURI")
+	}
+	return nil
+}
+
+// checkTail checks the fields that may follow the request object.
+func (ev *Event) checkTail() error {
+	switch {
 	case ev.requestReceived == "":
 		return errors.New("missing requestReceivedTimestamp")
 	case ev.stageTime == "":
@@ -232,6 +264,36 @@ func (ev *Event) parse(trusted bool) error {
 	}
 	return nil
 }
+
+// completeTail reads the members Parse left for later (ParseValid stops at
+// the request or response object).
+func (ev *Event) completeTail() error {
+	ev.once.tail.Do(func() {
+		if ev.tail < 0 {
+			return
+		}
+		b := ev.Raw
+		end, _, err := membersFrom(b, ev.tail, true, nil, ev.member)
+		if err == nil {
+			if i := skipSpace(b, end); i != len(b) {
+				err = syntax(i, "data after the event")
+			}
+		}
+		if err == nil {
+			err = ev.checkTail()
+		}
+		if err != nil {
+			ev.tailErr = fmt.Errorf("%w: %v", ErrNotAuditEvent, err)
+		}
+		ev.tail = -1
+	})
+	return ev.tailErr
+}
+
+// Complete reads and checks the whole event: after ParseValid, an event
+// may lack fields that follow its request object (the timestamps), which
+// only this tells. The error wraps ErrNotAuditEvent.
+func (ev *Event) Complete() error { return ev.completeTail() }
 
 func clip(v []byte) string {
 	if len(v) > 40 {
@@ -259,14 +321,14 @@ func nullable(v []byte) []byte {
 	return v
 }
 
-func parseUser(v []byte, u *User, name string) error {
+func parseUser(v []byte, u *User, name string, trusted bool) error {
 	if isNull(v) {
 		return nil
 	}
 	if v[0] != '{' {
 		return fmt.Errorf("%s is not an object", name)
 	}
-	_, err := eachMember(v, 0, func(key []byte, vs, ve int) error {
+	_, err := members(v, 0, trusted, func(key []byte, vs, ve int) error {
 		x := v[vs:ve]
 		switch string(key) {
 		case "username":
@@ -289,11 +351,11 @@ func parseUser(v []byte, u *User, name string) error {
 	return err
 }
 
-func parseObjectRef(v []byte, r *ObjectRef) error {
+func parseObjectRef(v []byte, r *ObjectRef, trusted bool) error {
 	if v[0] != '{' {
 		return errors.New("objectRef is not an object")
 	}
-	_, err := eachMember(v, 0, func(key []byte, vs, ve int) error {
+	_, err := members(v, 0, trusted, func(key []byte, vs, ve int) error {
 		x := v[vs:ve]
 		switch string(key) {
 		case "resource":
@@ -316,11 +378,11 @@ func parseObjectRef(v []byte, r *ObjectRef) error {
 	return err
 }
 
-func parseStatus(v []byte, code *int) error {
+func parseStatus(v []byte, code *int, trusted bool) error {
 	if v[0] != '{' {
 		return errors.New("responseStatus is not an object")
 	}
-	_, err := eachMember(v, 0, func(key []byte, vs, ve int) error {
+	_, err := members(v, 0, trusted, func(key []byte, vs, ve int) error {
 		if string(key) != "code" {
 			return nil
 		}
@@ -369,18 +431,24 @@ func (ev *Event) Resource() string {
 // RequestObject is requestObject decoded into generic JSON values
 // (map[string]any, []any, string, float64, bool, nil); nil when absent.
 func (ev *Event) RequestObject() (any, error) {
+	if err := ev.completeTail(); err != nil {
+		return nil, err
+	}
 	ev.once.req.Do(func() { ev.reqVal, ev.reqErr = decodeAny(ev.reqObj, "requestObject") })
 	return ev.reqVal, ev.reqErr
 }
 
 // ResponseObject is responseObject decoded like RequestObject.
 func (ev *Event) ResponseObject() (any, error) {
+	if err := ev.completeTail(); err != nil {
+		return nil, err
+	}
 	ev.once.resp.Do(func() { ev.respVal, ev.respErr = decodeAny(ev.respObj, "responseObject") })
 	return ev.respVal, ev.respErr
 }
 
 // HasRequestObject tells whether the event carries a request body.
-func (ev *Event) HasRequestObject() bool { return len(ev.reqObj) > 0 }
+func (ev *Event) HasRequestObject() bool { _ = ev.completeTail(); return len(ev.reqObj) > 0 }
 
 func decodeAny(raw []byte, name string) (any, error) {
 	if len(raw) == 0 {
@@ -399,6 +467,7 @@ func decodeAny(raw []byte, name string) (any, error) {
 // Annotations are the event's annotations (never nil); values that are not
 // strings are left out.
 func (ev *Event) Annotations() map[string]string {
+	_ = ev.completeTail()
 	ev.once.annot.Do(func() {
 		ev.annotations = map[string]string{}
 		if len(ev.annot) == 0 {
@@ -416,6 +485,7 @@ func (ev *Event) Annotations() map[string]string {
 }
 
 func (ev *Event) parseTimes() {
+	_ = ev.completeTail()
 	ev.once.times.Do(func() {
 		ev.received, _ = time.Parse(time.RFC3339Nano, ev.requestReceived)
 		ev.staged, _ = time.Parse(time.RFC3339Nano, ev.stageTime)

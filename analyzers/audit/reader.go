@@ -231,6 +231,9 @@ func (r *Reader) items(doc []byte, line int, multiline bool) {
 			}
 		}
 		ev, err := ParseValid(it)
+		if err == nil {
+			err = ev.Complete()
+		}
 		if err != nil {
 			r.reject(l, err)
 			continue

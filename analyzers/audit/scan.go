@@ -91,44 +91,55 @@ func members(b []byte, i int, trusted bool, fn func(key []byte, vs, ve int) erro
 	if i >= len(b) || b[i] != '{' {
 		return 0, syntax(i, "expected object")
 	}
-	i = skipSpace(b, i+1)
+	end, _, err := membersFrom(b, i+1, trusted, nil, fn)
+	return end, err
+}
+
+// membersFrom goes on through an object's members from b[i:] (just after
+// '{' or ','). When stop says so for a key, it returns at once with
+// stoppedAt, the position of that key, from which a later call resumes.
+func membersFrom(b []byte, i int, trusted bool, stop func(key []byte) bool, fn func(key []byte, vs, ve int) error) (end, stoppedAt int, err error) {
+	i = skipSpace(b, i)
 	if i < len(b) && b[i] == '}' {
-		return i + 1, nil
+		return i + 1, -1, nil
 	}
 	for {
 		if i >= len(b) || b[i] != '"' {
-			return 0, syntax(i, "expected object key")
+			return 0, -1, syntax(i, "expected object key")
 		}
 		kend, _, err := scanString(b, i)
 		if err != nil {
-			return 0, err
+			return 0, -1, err
 		}
 		key := b[i+1 : kend-1]
+		if stop != nil && stop(key) {
+			return 0, i, nil
+		}
 		i = skipSpace(b, kend)
 		if i >= len(b) || b[i] != ':' {
-			return 0, syntax(i, "expected ':'")
+			return 0, -1, syntax(i, "expected ':'")
 		}
 		vs := skipSpace(b, i+1)
 		var ve int
 		if trusted {
 			if ve = skipTrusted(b, vs); ve <= vs {
-				return 0, syntax(vs, "expected a value")
+				return 0, -1, syntax(vs, "expected a value")
 			}
 		} else if ve, err = validate(b, vs); err != nil {
-			return 0, err
+			return 0, -1, err
 		}
 		if err := fn(key, vs, ve); err != nil {
-			return 0, err
+			return 0, -1, err
 		}
 		i = skipSpace(b, ve)
 		if i >= len(b) {
-			return 0, syntax(i, "unexpected end of object")
+			return 0, -1, syntax(i, "unexpected end of object")
 		}
 		if b[i] == '}' {
-			return i + 1, nil
+			return i + 1, -1, nil
 		}
 		if b[i] != ',' {
-			return 0, syntax(i, "expected ',' or '}'")
+			return 0, -1, syntax(i, "expected ',' or '}'")
 		}
 		i = skipSpace(b, i+1)
 	}
