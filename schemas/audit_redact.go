@@ -49,6 +49,7 @@ type edit struct {
 type redactor struct {
 	src   []byte
 	edits []edit
+	live  []edit // apply's scratch
 }
 
 func (r *redactor) reset(src []byte) {
@@ -96,12 +97,13 @@ func (r *redactor) outputSize() int {
 
 // apply appends src with the live edits to dst.
 func (r *redactor) apply(dst []byte) []byte {
-	live := r.edits[:0:0]
+	live := r.live[:0]
 	for _, e := range r.edits {
 		if !e.dead {
 			live = append(live, e)
 		}
 	}
+	r.live = live
 	if len(live) == 0 {
 		return append(dst, r.src...)
 	}

@@ -61,6 +61,7 @@ type Collector struct {
 
 	preparers sync.Pool // *schemas.AuditPreparer
 	buffers   sync.Pool // *[]byte: request bodies and envelope arenas
+	scratch   sync.Pool // *[]byte: one prepared event
 }
 
 // New checks the configuration, loads certificates and tokens and opens the

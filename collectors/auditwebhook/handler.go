@@ -158,8 +158,11 @@ func (c *Collector) publish(w http.ResponseWriter, r *http.Request, items []json
 	}
 	arenaBuf := c.getBuffer(size + len(items)*512)
 	arena := *arenaBuf
-	scratchBuf := c.getBuffer(4 << 10)
-	defer c.putBuffer(scratchBuf)
+	scratchBuf, _ := c.scratch.Get().(*[]byte)
+	if scratchBuf == nil {
+		scratchBuf = new([]byte)
+	}
+	defer c.scratch.Put(scratchBuf)
 	scratch := *scratchBuf
 
 	var (
