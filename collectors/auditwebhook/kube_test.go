@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/faultline/faultline/bus"
@@ -325,6 +327,50 @@ func waitUntil(ctx context.Context, t testing.TB, what string, cond func() bool,
 		case <-ctx.Done():
 			t.Fatalf("waiting for %s: %v: %s", what, ctx.Err(), why())
 		case <-tick.C:
+		}
+	}
+}
+
+// TestDeployPolicyInAPIServer has a real API server load
+// deploy/audit/policy.yaml and checks the levels it gives.
+func TestDeployPolicyInAPIServer(t *testing.T) {
+	p := newPKI(t)
+	b, _ := bustest.Start(t)
+	r := startReceiver(t, b, p.testConfig())
+	c := testkube.StartT(t, testkube.Options{
+		AuditPolicy:  filepath.Join("..", "..", "deploy", "audit", "policy.yaml"),
+		AuditWebhook: &testkube.AuditWebhook{URL: r.URL(), CAPEM: p.ca.CertPEM, Token: p.token, BatchMaxWait: 100 * time.Millisecond},
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	admin, err := kubernetes.NewForConfig(c.Admin.RESTConfig())
+	must(t, err)
+	_, err = admin.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db"},
+		StringData: map[string]string{"password": kubeMarker}}, metav1.CreateOptions{})
+	must(t, err)
+	_, err = admin.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cfg"},
+		Data: map[string]string{"k": "v"}}, metav1.CreateOptions{})
+	must(t, err)
+	want := map[string]auditv1.Level{"secrets": auditv1.LevelMetadata, "configmaps": auditv1.LevelRequest}
+	got := map[string]auditv1.Level{}
+	waitUntil(ctx, t, "the creates on the bus", func() bool {
+		for _, m := range readStream(t, b, bus.StreamAudit, "") {
+			env, err := schemas.DecodeEnvelope(m.Data)
+			must(t, err)
+			ev, err := schemas.ParseAuditEvent(env.Data)
+			must(t, err)
+			if ev.Stage == auditv1.StageRequestReceived {
+				t.Errorf("stage RequestReceived recorded: %s", env.ID)
+			}
+			if ev.Verb == "create" && ev.ObjectRef != nil && want[ev.ObjectRef.Resource] != "" {
+				got[ev.ObjectRef.Resource] = ev.Level
+			}
+		}
+		return len(got) == len(want)
+	}, func() string { return fmt.Sprint(got) })
+	for res, lvl := range want {
+		if got[res] != lvl {
+			t.Errorf("create %s audited at %s, want %s", res, got[res], lvl)
 		}
 	}
 }

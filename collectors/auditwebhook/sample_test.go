@@ -1,9 +1,15 @@
 package auditwebhook_test
 
 import (
+	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
+
+	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
 
 	"github.com/faultline/faultline/collectors/auditwebhook"
 	"github.com/faultline/faultline/internal/config"
@@ -84,5 +90,37 @@ func TestValidate(t *testing.T) {
 			}
 			t.Errorf("errors %v, want one starting %q", errs, tc.want)
 		})
+	}
+}
+
+// The deploy/audit examples load as the API server loads them.
+func TestDeployExamples(t *testing.T) {
+	// Strictly: a misspelt field is an error. (TestDeployPolicyInAPIServer
+	// has a real API server load it.)
+	data, err := os.ReadFile(filepath.Join("..", "..", "deploy", "audit", "policy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p auditv1.Policy
+	if err := yaml.UnmarshalStrict(data, &p); err != nil {
+		t.Fatalf("policy.yaml: %v", err)
+	}
+	if p.APIVersion != "audit.k8s.io/v1" || p.Kind != "Policy" || len(p.Rules) < 3 || p.Rules[len(p.Rules)-1].Level != auditv1.LevelMetadata {
+		t.Errorf("policy.yaml: %d rules, last %+v", len(p.Rules), p.Rules[len(p.Rules)-1])
+	}
+	cfg, err := clientcmd.LoadFromFile(filepath.Join("..", "..", "deploy", "audit", "webhook-kubeconfig.yaml"))
+	if err != nil {
+		t.Fatalf("webhook-kubeconfig.yaml: %v", err)
+	}
+	ctx := cfg.Contexts[cfg.CurrentContext]
+	if ctx == nil || cfg.Clusters[ctx.Cluster] == nil || cfg.AuthInfos[ctx.AuthInfo] == nil {
+		t.Fatalf("webhook-kubeconfig.yaml: current context %q incomplete", cfg.CurrentContext)
+	}
+	u, err := url.Parse(cfg.Clusters[ctx.Cluster].Server)
+	if err != nil || u.Scheme != "https" || u.Path != auditwebhook.DefaultPath {
+		t.Errorf("server %q: want https and the default path %s", cfg.Clusters[ctx.Cluster].Server, auditwebhook.DefaultPath)
+	}
+	if ai := cfg.AuthInfos[ctx.AuthInfo]; ai.TokenFile == "" || ai.ClientCertificate == "" || ai.ClientKey == "" {
+		t.Errorf("user %+v: want a token file and a client certificate", ai)
 	}
 }
