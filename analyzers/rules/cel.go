@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
@@ -151,20 +152,37 @@ func anyOf(sv, lv ref.Val, match func(item, s string) bool) bool {
 	return false
 }
 
-var cidrCache sync.Map // string -> netip.Prefix (invalid prefix: never matches)
+// cidrCache keeps parsed CIDRs (lists are constants, so few); it stops
+// growing at maxCachedCIDRs, past which CIDRs are parsed on every call.
+var (
+	cidrCache  sync.Map // string -> netip.Prefix (invalid prefix: never matches)
+	cidrCached atomic.Int64
+)
+
+const maxCachedCIDRs = 4096
+
+func parseCIDR(cidr string) netip.Prefix {
+	p, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		if a, aerr := netip.ParseAddr(cidr); aerr == nil {
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+	}
+	return p.Masked()
+}
 
 func inCIDR(cidr, ip string) bool {
-	v, ok := cidrCache.Load(cidr)
-	if !ok {
-		p, err := netip.ParsePrefix(cidr)
-		if err != nil {
-			if a, aerr := netip.ParseAddr(cidr); aerr == nil {
-				p = netip.PrefixFrom(a, a.BitLen())
+	var p netip.Prefix
+	if v, ok := cidrCache.Load(cidr); ok {
+		p = v.(netip.Prefix)
+	} else {
+		p = parseCIDR(cidr)
+		if cidrCached.Load() < maxCachedCIDRs {
+			if _, loaded := cidrCache.LoadOrStore(cidr, p); !loaded {
+				cidrCached.Add(1)
 			}
 		}
-		v, _ = cidrCache.LoadOrStore(cidr, p.Masked())
 	}
-	p := v.(netip.Prefix)
 	if !p.IsValid() {
 		return false
 	}
