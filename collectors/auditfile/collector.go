@@ -4,6 +4,7 @@
 package auditfile
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -81,6 +82,9 @@ type Collector struct {
 
 	mu     sync.Mutex
 	health error
+
+	// testHookPlanned, when set, runs after each plan (tests only).
+	testHookPlanned func()
 }
 
 // position is where reading stands in one file.
@@ -248,16 +252,32 @@ type step struct {
 	// be valid.
 	fp    string
 	fpLen int
+	// For the active file: the file at the path when planning (nil if
+	// there was none) and its first bytes. If another file is there when
+	// it is opened, it was rotated meanwhile and the plan is stale.
+	planned       os.FileInfo
+	plannedPrefix []byte
 }
 
 // plan decides which files to read, in order; the last step is the active
 // file, which is then followed.
 func (c *Collector) plan(cp *checkpoint, first bool) ([]step, error) {
+	active := step{c: c.files.activeCandidate()}
+	// The active file is looked at before the rotated ones are listed, so
+	// that a rotation in between shows as a different file at open.
+	if f, err := os.Open(active.c.path); err == nil {
+		active.planned, err = f.Stat()
+		if err == nil {
+			active.plannedPrefix = make([]byte, min(prefixLen, active.planned.Size()))
+			n, _ := f.ReadAt(active.plannedPrefix, 0)
+			active.plannedPrefix = active.plannedPrefix[:n]
+		}
+		f.Close()
+	}
 	rotated, err := c.files.rotated()
 	if err != nil && !isNotExist(err) {
 		return nil, err
 	}
-	active := step{c: c.files.activeCandidate()}
 	var out []step
 	switch {
 	case cp == nil && first:
@@ -278,8 +298,10 @@ func (c *Collector) plan(cp *checkpoint, first bool) ([]step, error) {
 		}
 	default:
 		all := append(rotated, active.c)
-		i := findByPrefix(all, cp.FP, cp.FPLen)
+		i, stale := findByPrefix(all, cp.FP, cp.FPLen)
 		switch {
+		case stale:
+			return nil, errReplan
 		case i == len(all)-1:
 			active.offset, active.line, active.fp, active.fpLen = cp.Offset, cp.Line, cp.FP, cp.FPLen
 		case i >= 0:
@@ -307,6 +329,9 @@ func (c *Collector) pass(ctx context.Context, first bool) error {
 	steps, err := c.plan(c.cp, first)
 	if err != nil {
 		return err
+	}
+	if c.testHookPlanned != nil {
+		c.testHookPlanned()
 	}
 	for _, s := range steps[:len(steps)-1] {
 		if err := c.readRotated(ctx, s); err != nil {
@@ -418,6 +443,9 @@ func (c *Collector) follow(ctx context.Context, s step) error {
 	}
 	if s.fpLen > 0 && (len(prefix) < s.fpLen || fingerprint(prefix[:s.fpLen]) != s.fp) {
 		return errReplan // rotated between planning and opening
+	}
+	if s.planned != nil && (!os.SameFile(s.planned, fi) || !bytes.HasPrefix(prefix, s.plannedPrefix)) {
+		return errReplan // rotated while the rotated files were read
 	}
 	offset, line := s.offset, s.line
 	if s.atEnd {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/faultline/faultline/bus"
 	"github.com/faultline/faultline/bus/bustest"
+	"github.com/faultline/faultline/collectors"
 	"github.com/faultline/faultline/schemas"
 )
 
@@ -59,6 +60,9 @@ func TestFollowAcrossRotation(t *testing.T) {
 			if d := r.duplicates(); d != 0 {
 				t.Errorf("%v events were sent twice", d)
 			}
+			if m := value(r.c.m.checkpointMiss); m != 0 {
+				t.Errorf("the collector lost track of a file %v times", m)
+			}
 		})
 	}
 }
@@ -84,6 +88,40 @@ func TestRotatedTwiceBetweenPolls(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkExactlyOnce(t, b, concat(ids("a", 5), ids("a2", 5), ids("b", 5), ids("c", 5)))
+}
+
+// TestRotatedWhilePlanning rotates the active file right after the
+// collector decided what to read (as the API server may while a backlog
+// of rotated files is read): the file rotated away is not skipped.
+func TestRotatedWhilePlanning(t *testing.T) {
+	b, _ := bustest.Start(t)
+	path := filepath.Join(t.TempDir(), "audit.log")
+	appendLines(t, rotatedName(path, base), ids("old", 5))
+	appendLines(t, path, ids("active", 5))
+	c, err := New(testConfig(path), collectors.Deps{Bus: b, Cluster: testCluster})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plans := 0
+	c.testHookPlanned = func() {
+		if plans++; plans == 1 {
+			appendLines(t, path, ids("active-more", 5))
+			renameRotate(t, path, base.Add(time.Minute))
+			appendLines(t, path, ids("new", 5))
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	waitForCount(t, b, 20)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyOnce(t, b, concat(ids("old", 5), ids("active", 5), ids("active-more", 5), ids("new", 5)))
+	if plans < 2 {
+		t.Errorf("planned %d times; the stale plan was not noticed", plans)
+	}
 }
 
 // TestRestartFromCheckpoint stops the collector, changes the files while it
@@ -158,6 +196,9 @@ func TestRestartFromCheckpoint(t *testing.T) {
 			}
 			if d := r1.duplicates() + r2.duplicates(); d != 0 {
 				t.Errorf("%v events were sent twice", d)
+			}
+			if m := value(r2.c.m.checkpointMiss); m != 0 {
+				t.Errorf("the collector lost track of a file %v times", m)
 			}
 		})
 	}

@@ -180,21 +180,26 @@ func fingerprint(prefix []byte) string {
 }
 
 // findByPrefix returns the index of the newest candidate whose content
-// starts with the bytes that hash to fp (fpLen of them), or -1.
-func findByPrefix(cs []candidate, fp string, fpLen int) int {
+// starts with the bytes that hash to fp (fpLen of them), or -1. stale
+// tells that a candidate vanished while looking (compressed or deleted
+// since the listing): the answer may be wrong and the caller lists again.
+func findByPrefix(cs []candidate, fp string, fpLen int) (i int, stale bool) {
 	if fpLen <= 0 {
-		return -1
+		return -1, false
 	}
 	for i := len(cs) - 1; i >= 0; i-- {
 		p, err := readPrefix(cs[i], fpLen)
+		if isNotExist(err) && !cs[i].active {
+			stale = true
+		}
 		if err != nil || len(p) != fpLen {
-			continue // gone or shorter: not it
+			continue // shorter or unreadable: not it
 		}
 		if fingerprint(p) == fp {
-			return i
+			return i, false
 		}
 	}
-	return -1
+	return -1, stale
 }
 
 // hasPrefix reports whether the file at path still starts with prefix.
