@@ -218,8 +218,8 @@ func TestFixtureMatchesUpstreamDecode(t *testing.T) {
 	}
 }
 
-// FuzzParse: Parse never panics, and accepts exactly what
-// schemas.ParseAuditEvent accepts when the input is valid JSON of an object.
+// FuzzParse: Parse never panics; what it accepts is valid JSON with every
+// required field, and ParseValid accepts it too.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(good))
 	f.Add([]byte(`{"kind":0}`))
@@ -229,10 +229,16 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			return
 		}
+		if !json.Valid(data) || ev.AuditID == "" || ev.Verb == "" || ev.RequestURI == "" {
+			t.Fatalf("accepted %q", data)
+		}
 		_, _ = ev.RequestObject()
 		_ = ev.Annotations()
 		_ = ev.Upstream()
-		_, _ = ParseValid(data)
+		ev2, err := ParseValid(data)
+		if err != nil || ev2.Complete() != nil {
+			t.Fatalf("ParseValid refuses what Parse accepts: %v %q", err, data)
+		}
 	})
 }
 
