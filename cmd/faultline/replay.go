@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/faultline/faultline/analyzers"
+	"github.com/faultline/faultline/analyzers/baseline"
 	"github.com/faultline/faultline/analyzers/replay"
 	"github.com/faultline/faultline/analyzers/rules"
 	"github.com/faultline/faultline/internal/config"
@@ -27,13 +28,16 @@ func newReplayCommand() *cobra.Command {
 		noDefault   bool
 		experiments []string
 		quiet       bool
+		withBase    bool
+		learning    time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "replay --audit FILE...",
 		Short: "Analyse audit log files offline and print findings as JSON lines",
 		Long: `replay reads Kubernetes audit events — JSON lines as the API server's log
 backend writes them, an EventList or a JSON array; audit.k8s.io/v1 or v1beta1;
-gzipped or not — runs the rules analyzer over them and prints one finding per
+gzipped or not — runs the rules analyzer (and, with --baseline, the baseline analyzer) over
+them and prints one finding per
 line on standard output, in the same document shape as on the bus and in
 Elasticsearch. It needs no NATS and no cluster: it is the forensic tool for
 old audit logs.
@@ -49,6 +53,7 @@ file and line number and the rest is still analysed; the exit status is then
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			stderr := cmd.ErrOrStderr()
 			rcfg := rules.DefaultConfig()
+			bcfg := baseline.DefaultConfig()
 			chaos := analyzers.DefaultChaosConfig()
 			if configPath != "" {
 				data, err := os.ReadFile(configPath)
@@ -59,7 +64,7 @@ file and line number and the rest is still analysed; the exit status is then
 				if err := config.DecodeYAML(data, &c); err != nil {
 					return exitError{code: 2, err: fmt.Errorf("replay: %s: %w", configPath, err)}
 				}
-				rcfg, chaos = c.Analyzers.Rules, c.Analyzers.Chaos
+				rcfg, bcfg, chaos = c.Analyzers.Rules, c.Analyzers.Baseline, c.Analyzers.Chaos
 				if !cmd.Flags().Changed("cluster") {
 					cluster = c.Cluster
 				}
@@ -100,8 +105,19 @@ file and line number and the rest is still analysed; the exit status is then
 				defer f.Close()
 				inputs = append(inputs, replay.Input{Name: name, R: f})
 			}
+			as := []analyzers.Analyzer{rules.NewWithEngine(engine)}
+			if withBase {
+				if cmd.Flags().Changed("baseline-learning") {
+					bcfg.LearningPeriod = learning
+				}
+				b, err := baseline.New(bcfg, &baseline.MemoryStore{}, cluster, nil, nil)
+				if err != nil {
+					return exitError{code: 2, err: fmt.Errorf("replay: %w", err)}
+				}
+				as = append(as, b)
+			}
 			o := replay.Options{
-				Analyzers:     []analyzers.Analyzer{rules.NewWithEngine(engine)},
+				Analyzers:     as,
 				Cluster:       cluster,
 				Chaos:         analyzers.NewChaos(chaos, exps, nil),
 				MinSeverity:   sev,
@@ -135,5 +151,7 @@ file and line number and the rest is still analysed; the exit status is then
 	f.BoolVar(&noDefault, "no-default-rules", false, "do not load the embedded default ruleset")
 	f.StringArrayVar(&experiments, "experiment", nil, "an experiment that was active, ID=NAMESPACE[,NAMESPACE...]: findings in those namespaces get labels.experiment_id")
 	f.BoolVar(&quiet, "quiet", false, "no progress lines (the summary is still written)")
+	f.BoolVar(&withBase, "baseline", false, "also run the baseline analyzer, learning from the replayed events themselves (in memory; event time)")
+	f.DurationVar(&learning, "baseline-learning", 7*24*time.Hour, "the baseline's learning period per identity, from its first replayed event")
 	return cmd
 }
