@@ -58,6 +58,10 @@ type Collector struct {
 	serving atomic.Bool
 	// reloadEvery is how often changed files are re-read.
 	reloadEvery time.Duration
+	// lastRefusalLog (unix ns) and refusalsNotLogged rate-limit the log
+	// lines about refused requests.
+	lastRefusalLog    atomic.Int64
+	refusalsNotLogged atomic.Int64
 
 	preparers sync.Pool // *schemas.AuditPreparer
 	buffers   sync.Pool // *[]byte: request bodies and envelope arenas

@@ -80,7 +80,7 @@ func (c *Collector) handle(w http.ResponseWriter, r *http.Request) int {
 	}
 	if reason := c.auth.check(r); reason != "" {
 		c.m.authFailures.WithLabelValues(reason).Inc()
-		c.log.Warn("audit webhook: unauthenticated request refused", "remote", r.RemoteAddr, "reason", reason)
+		c.logRefusal(r, reason)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="faultline audit webhook"`)
 		return replyError(w, http.StatusUnauthorized, "unauthorized: %s", strings.ReplaceAll(reason, "_", " "))
 	}
@@ -288,6 +288,22 @@ func (c *Collector) encodeEvent(prep *schemas.AuditPreparer, scratch, arena, ite
 		return scratch, arena, bus.Message{}, ev, err
 	}
 	return scratch, arena, bus.Message{Subject: c.subject, ID: ev.ID, Data: arena[start:len(arena):len(arena)]}, ev, nil
+}
+
+// refusalLogEvery bounds the log lines about refused requests (each is
+// counted in faultline_audit_webhook_auth_failures_total regardless), so a
+// scanner cannot flood the log.
+const refusalLogEvery = 10 * time.Second
+
+func (c *Collector) logRefusal(r *http.Request, reason string) {
+	now := time.Now().UnixNano()
+	last := c.lastRefusalLog.Load()
+	if now-last < int64(refusalLogEvery) || !c.lastRefusalLog.CompareAndSwap(last, now) {
+		c.refusalsNotLogged.Add(1)
+		return
+	}
+	c.log.Warn("audit webhook: unauthenticated request refused", "remote", r.RemoteAddr, "reason", reason,
+		"refusals_not_logged", c.refusalsNotLogged.Swap(0))
 }
 
 // readBody reads all of r into buf (grown as needed).
