@@ -24,8 +24,9 @@ import (
 	"github.com/faultline/faultline/schemas"
 )
 
-// bulkyPolicy logs ConfigMap writes with their objects, so that a little
-// traffic makes the API server rotate its 1 MB log files.
+// bulkyPolicy logs ConfigMaps with their objects, so that a little traffic
+// makes the API server rotate its 1 MB log files, and Secrets with theirs,
+// which the collector must redact.
 const bulkyPolicy = `apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages:
@@ -33,14 +34,10 @@ omitStages:
 rules:
   - level: None
     nonResourceURLs: ["/healthz*", "/livez*", "/readyz*"]
-  - level: Metadata
-    resources:
-      - group: ""
-        resources: ["secrets"]
   - level: RequestResponse
     resources:
       - group: ""
-        resources: ["configmaps"]
+        resources: ["configmaps", "secrets"]
   - level: Request
     verbs: ["create", "update", "patch", "delete"]
   - level: Metadata
@@ -134,6 +131,19 @@ func TestRealAPIServerAuditLog(t *testing.T) {
 	}
 	if n := r.rejected(reasonInvalid) + r2.rejected(reasonInvalid) + r.rejected(reasonUnterminated) + r2.rejected(reasonUnterminated); n != 0 {
 		t.Errorf("%v lines of the API server's log were rejected", n)
+	}
+	if !logsContain(t, dir, "aHVudGVyMg==") {
+		t.Fatal("the API server's logs hold no secret value: the redaction check below would prove nothing")
+	}
+	for seq, data := range streamData(t, b, bus.StreamAudit) {
+		for _, secret := range []string{"hunter2", "aHVudGVyMg=="} {
+			if strings.Contains(data, secret) {
+				t.Fatalf("message %d holds the secret value %q: %s", seq, secret, data)
+			}
+		}
+	}
+	if n := value(r.c.m.redacted) + value(r2.c.m.redacted); n < 18 {
+		t.Errorf("%v events redacted, want at least 18 (Secret creations and reads)", n)
 	}
 	if m := value(r.c.m.checkpointMiss) + value(r2.c.m.checkpointMiss); m != 0 {
 		t.Errorf("the collector lost track of a file %v times", m)
@@ -261,4 +271,53 @@ func auditIDsByFile(t testing.TB, dir string) map[string]map[string]bool {
 		f.Close()
 	}
 	return out
+}
+
+// streamData returns the data of every message of stream by sequence.
+func streamData(t testing.TB, b *bus.Bus, stream string) map[uint64]string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := b.JetStream().Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[uint64]string{}
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[seq] = string(m.Data)
+	}
+	return out
+}
+
+// logsContain tells whether any audit log file in dir holds needle.
+func logsContain(t testing.TB, dir, needle string) bool {
+	t.Helper()
+	matches, err := filepath.Glob(filepath.Join(dir, "audit*.log*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range matches {
+		c := candidate{path: path, gz: strings.HasSuffix(path, ".gz")}
+		r, err := openContent(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(r)
+		r.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(data), needle) {
+			return true
+		}
+	}
+	return false
 }

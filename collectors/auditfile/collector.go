@@ -16,13 +16,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
 	"github.com/faultline/faultline/bus"
 	"github.com/faultline/faultline/collectors"
@@ -46,6 +44,10 @@ const (
 	retryMax = 10 * time.Second
 )
 
+// envelopeOverhead bounds what the envelope and the headers add to an
+// event, for the max_payload check.
+const envelopeOverhead = 4 << 10
+
 // errReplan ends a pass over the files: the file followed was rotated or
 // something changed under the reader, so where to go next is decided again
 // from the checkpoint, exactly as after a restart.
@@ -62,6 +64,11 @@ type Collector struct {
 	m       *metrics
 	b       *bus.Bus
 	files   fileSet
+
+	dlq  string
+	prep schemas.AuditPreparer
+	// scratch holds the prepared event until it is encoded.
+	scratch []byte
 
 	kv jetstream.KeyValue
 	// pctx outlives the Run context by drainGrace for the final flush.
@@ -125,6 +132,11 @@ func New(cfg Config, d collectors.Deps) (*Collector, error) {
 	if d.Cluster == "" {
 		return nil, errors.New("auditfile: no cluster name")
 	}
+	if nc := d.Bus.Conn(); nc != nil {
+		if mp := nc.MaxPayload(); mp > 0 && int64(cfg.MaxEventSize)+envelopeOverhead > mp {
+			return nil, fmt.Errorf("auditfile: max_event_size %s plus the envelope does not fit in the NATS server's max_payload of %d bytes", cfg.MaxEventSize, mp)
+		}
+	}
 	path, err := filepath.Abs(cfg.Path)
 	if err != nil {
 		return nil, fmt.Errorf("auditfile: path %s: %w", cfg.Path, err)
@@ -138,6 +150,8 @@ func New(cfg Config, d collectors.Deps) (*Collector, error) {
 		cfg:     cfg,
 		cluster: d.Cluster,
 		subject: bus.AuditSubject(d.Cluster),
+		dlq:     bus.DeadLetterSubject(bus.StreamAudit, Name),
+		prep:    schemas.AuditPreparer{MaxEventSize: int(cfg.MaxEventSize)},
 		key:     checkpointKey(cfg, d.Cluster),
 		log:     log.With("path", path),
 		m:       newMetrics(d.Metrics),
@@ -577,29 +591,56 @@ func (c *Collector) take(cur *cursor, rec record) {
 	where := cur.c.path + ":" + strconv.FormatInt(rec.Line, 10)
 	switch {
 	case rec.TooLong > 0:
-		c.reject(where, reasonTooLong, fmt.Errorf("%w: %d bytes, max_line_size is %s", errLineTooLong, rec.TooLong, c.cfg.MaxLineSize), nil)
+		c.reject(where, reasonTooLong, fmt.Errorf("%w: %d bytes, max_line_size is %s", errLineTooLong, rec.TooLong, c.cfg.MaxLineSize))
 		return
 	case isBlank(rec.Data):
 		return
 	}
-	msg, truncated, err := c.message(rec.Data)
+	msg, ev, err := c.message(rec.Data)
 	if err != nil {
 		reason := reasonInvalid
 		if rec.Unterminated {
 			reason = reasonUnterminated
 		}
-		c.reject(where, reason, err, rec.Data)
+		c.reject(where, reason, err)
+		c.add(c.deadLetter(where, err, rec.Data), where)
 		return
 	}
-	if truncated {
-		c.m.truncated.Inc()
-		c.log.Warn("auditfile: event larger than max_event_size published without its request and response objects",
-			"where", where, "size", len(rec.Data), "id", msg.ID)
+	if ev.Redacted {
+		c.m.redacted.Inc()
 	}
+	if ev.Truncated {
+		c.m.truncated.Inc()
+		c.log.Warn("auditfile: event larger than max_event_size published truncated",
+			"where", where, "size", ev.OriginalSize, "id", ev.ID)
+	}
+	c.add(msg, where)
+}
+
+func (c *Collector) add(msg bus.Message, where string) {
 	c.msgs = append(c.msgs, msg)
 	c.where = append(c.where, where)
 	c.size += len(msg.Data)
 	c.m.batchPending.Set(float64(len(c.msgs)))
+}
+
+// deadLetter is the copy of a rejected line kept on the dead-letter
+// subject, redacted without knowing its shape; the reason names the file
+// and line.
+func (c *Collector) deadLetter(where string, reason error, line []byte) bus.Message {
+	h := nats.Header{}
+	h.Set(bus.HeaderDLQReason, where+": "+reason.Error())
+	h.Set(bus.HeaderDLQSubject, c.subject)
+	h.Set(bus.HeaderDLQStream, bus.StreamAudit)
+	h.Set(bus.HeaderDLQConsumer, Name)
+	h.Set(bus.HeaderDLQTime, time.Now().UTC().Format(time.RFC3339Nano))
+	return bus.Message{
+		Subject: c.dlq,
+		// Re-reading the line after a restart gives the same id.
+		ID:     schemas.DeriveID("auditreject", c.cluster, where, string(line)),
+		Data:   schemas.RedactRejectedAuditItem(line),
+		Header: h,
+	}
 }
 
 func isBlank(b []byte) bool {
@@ -612,89 +653,29 @@ func isBlank(b []byte) bool {
 }
 
 // reject reports a line that is not published, with its file and line.
-func (c *Collector) reject(where, reason string, err error, data []byte) {
+func (c *Collector) reject(where, reason string, err error) {
 	c.m.rejected.WithLabelValues(reason).Inc()
-	attrs := []any{"where", where, "reason", reason, "err", err}
-	if data != nil {
-		const show = 200
-		s := data
-		if len(s) > show {
-			s = s[:show]
-		}
-		attrs = append(attrs, "start", string(s))
-	}
-	c.log.Warn("auditfile: line not published", attrs...)
+	c.log.Warn("auditfile: line not published", "where", where, "reason", reason, "err", err)
 }
 
-// message builds the envelope of one audit event line.
-func (c *Collector) message(line []byte) (bus.Message, bool, error) {
-	ev, err := schemas.ParseAuditEvent(line)
+// message checks, redacts and (above max_event_size) truncates one audit
+// event line and wraps it in its envelope.
+func (c *Collector) message(line []byte) (bus.Message, schemas.PreparedAuditEvent, error) {
+	data, ev, err := c.prep.Prepare(c.scratch[:0], line)
 	if err != nil {
-		return bus.Message{}, false, err
+		return bus.Message{}, ev, err
 	}
-	data := line
-	truncated := false
-	if len(line) > int(c.cfg.MaxEventSize) {
-		if data, err = truncate(&ev, len(line)); err != nil {
-			return bus.Message{}, false, err
-		}
-		truncated = true
-	}
-	env, err := schemas.NewEnvelopeRaw(schemas.Attributes{
-		ID:      schemas.AuditEventIDOf(&ev),
-		Source:  Source,
-		Type:    schemas.TypeAudit,
-		Subject: auditSubject(&ev),
-		Cluster: c.cluster,
-		Time:    ev.StageTimestamp.Time,
-	}, data)
-	if err != nil {
-		return bus.Message{}, false, err
+	c.scratch = data
+	env := schemas.Envelope{
+		SpecVersion: schemas.SpecVersion, ID: ev.ID, Source: Source, Type: schemas.TypeAudit,
+		Subject: ev.Subject, Time: ev.Time, DataContentType: schemas.ContentTypeJSON,
+		Cluster: c.cluster, Data: data,
 	}
 	b, err := env.Encode()
 	if err != nil {
-		return bus.Message{}, false, err
+		return bus.Message{}, ev, err
 	}
-	return bus.Message{Subject: c.subject, ID: env.ID, Data: b}, truncated, nil
-}
-
-// truncate drops the request and response objects of an oversize event and
-// marks it, so it is still published (the webhook collector does the same).
-func truncate(ev *auditv1.Event, size int) ([]byte, error) {
-	ev.RequestObject, ev.ResponseObject = nil, nil
-	if ev.Annotations == nil {
-		ev.Annotations = map[string]string{}
-	}
-	ev.Annotations[schemas.AuditAnnotationTruncated] = "true"
-	ev.Annotations[schemas.AuditAnnotationOriginalSize] = strconv.Itoa(size)
-	b, err := json.Marshal(ev)
-	if err != nil {
-		return nil, fmt.Errorf("truncate audit event: %w", err)
-	}
-	return b, nil
-}
-
-// auditSubject is the envelope subject: namespace/resource/name of the
-// object, or the request path for non-resource requests.
-func auditSubject(ev *auditv1.Event) string {
-	var s string
-	if r := ev.ObjectRef; r != nil && r.Resource != "" {
-		parts := make([]string, 0, 3)
-		for _, p := range []string{r.Namespace, r.Resource, r.Name} {
-			if p != "" {
-				parts = append(parts, p)
-			}
-		}
-		s = strings.Join(parts, "/")
-	} else {
-		s, _, _ = strings.Cut(ev.RequestURI, "?")
-	}
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return '_'
-		}
-		return r
-	}, s)
+	return bus.Message{Subject: c.subject, ID: ev.ID, Data: b}, ev, nil
 }
 
 // flush publishes the batch in hand, waits until JetStream acknowledges
@@ -775,7 +756,7 @@ func (c *Collector) publish() error {
 		case !bad:
 		case errors.Is(ferr, nats.ErrMaxPayload):
 			// Never storable: report it, do not retry forever.
-			c.reject(c.where[i], reasonUnpublishable, ferr, nil)
+			c.reject(c.where[i], reasonUnpublishable, ferr)
 		default:
 			keepM, keepW = append(keepM, c.msgs[i]), append(keepW, c.where[i])
 		}

@@ -338,9 +338,9 @@ func TestMalformedLines(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "audit.log")
 	// The fixture plus a line over max_line_size and an oversize event.
-	long := `{"kind":"Event","junk":"` + strings.Repeat("x", 3000) + `"}` + "\n"
+	long := `{"kind":"Event","junk":"` + strings.Repeat("x", 300<<10) + `"}` + "\n"
 	big := strings.Replace(auditLine("big-0001"), `"responseStatus"`,
-		`"requestObject":{"data":"`+strings.Repeat("y", 1500)+`"},"responseStatus"`, 1)
+		`"requestObject":{"data":"`+strings.Repeat("y", 100<<10)+`"},"responseStatus"`, 1)
 	if err := os.WriteFile(path, append(append(src, long...), big...), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -348,8 +348,8 @@ func TestMalformedLines(t *testing.T) {
 
 	b, _ := bustest.Start(t)
 	cfg := testConfig(path)
-	cfg.MaxLineSize = 3000
-	cfg.MaxEventSize = 1024
+	cfg.MaxLineSize = 200 << 10
+	cfg.MaxEventSize = 64 << 10
 	cfg.MaxBatchBytes = 1 << 20
 	r := start(t, b, cfg)
 	want := concat(ids("good", 4), []string{"big-0001"}, ids("tail", 2))
@@ -381,6 +381,18 @@ func TestMalformedLines(t *testing.T) {
 		t.Errorf("the long line's report does not give its length:\n%s", logs)
 	}
 
+	// The rejected lines are kept, redacted, as dead letters naming where
+	// they were.
+	reasons := dlqReasons(t, b)
+	if len(reasons) != 5 {
+		t.Errorf("%d dead letters, want 5: %q", len(reasons), reasons)
+	}
+	for i, line := range []int{2, 4, 5, 7, 8} {
+		if i < len(reasons) && !strings.HasPrefix(reasons[i], path+":"+strconv.Itoa(line)+": ") {
+			t.Errorf("dead letter %d has reason %q", i, reasons[i])
+		}
+	}
+
 	// The oversize event is published without its request object, marked.
 	env := lastEnvelopeWithID(t, b, idOf("big-0001"))
 	var ev struct {
@@ -393,6 +405,65 @@ func TestMalformedLines(t *testing.T) {
 	if ev.RequestObject != nil || ev.Annotations[schemas.AuditAnnotationTruncated] != "true" ||
 		ev.Annotations[schemas.AuditAnnotationOriginalSize] != strconv.Itoa(len(big)-1) {
 		t.Errorf("oversize event published as %s", env.Data)
+	}
+}
+
+// dlqReasons returns the reason of every dead letter, in order.
+func dlqReasons(t testing.TB, b *bus.Bus) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := b.JetStream().Stream(ctx, bus.StreamDeadLetter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Subject != bus.DeadLetterSubject(bus.StreamAudit, Name) {
+			t.Errorf("dead letter on %s", m.Subject)
+		}
+		out = append(out, m.Header.Get(bus.HeaderDLQReason))
+	}
+	return out
+}
+
+// TestSecretsRedacted reads a Secret's creation logged with its objects:
+// the values never reach the bus, the keys do.
+func TestSecretsRedacted(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("testdata", "secret.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "audit.log")
+	if err := os.WriteFile(path, src, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := bustest.Start(t)
+	r := start(t, b, testConfig(path))
+	waitForCount(t, b, 1)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	env := lastEnvelopeWithID(t, b, idOf("5f2c3d4e-1111-4a2b-9c3d-000000000001"))
+	data := string(env.Data)
+	for _, secret := range []string{"hunter2", "aHVudGVyMg=="} {
+		if strings.Contains(data, secret) {
+			t.Errorf("secret value %q published: %s", secret, data)
+		}
+	}
+	if !strings.Contains(data, `"password":"[REDACTED]"`) || !strings.Contains(data, `"faultline.io/redacted":"true"`) {
+		t.Errorf("published without the redaction marks: %s", data)
+	}
+	if env.Subject != "shop/secrets/db-credentials" || value(r.c.m.redacted) != 1 {
+		t.Errorf("subject %q, redacted count %v", env.Subject, value(r.c.m.redacted))
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/internal/units"
+	"github.com/faultline/faultline/schemas"
 )
 
 // Start positions for a first start without a checkpoint.
@@ -13,6 +14,9 @@ const (
 	StartBeginning = "beginning"
 	StartEnd       = "end"
 )
+
+// maxMaxEventSize is the embedded server's max_payload.
+const maxMaxEventSize = 8 << 20
 
 // Config configures the audit log file reader.
 type Config struct {
@@ -32,7 +36,7 @@ type Config struct {
 
 	MaxLineSize units.ByteSize `yaml:"max_line_size" doc:"Longest line read. A longer line is skipped, reported with its file and line number, and counted."`
 
-	MaxEventSize units.ByteSize `yaml:"max_event_size" doc:"Largest event published as is; a larger one is published without its requestObject and responseObject, marked with the faultline.io/truncated annotation."`
+	MaxEventSize units.ByteSize `yaml:"max_event_size" doc:"Largest event published whole. A larger one is published without its requestObject and responseObject (and, if still too large, as a bounded summary), flagged faultline.io/truncated: never dropped. At least 64KiB and below the NATS max_payload."`
 
 	CheckpointKey string `yaml:"checkpoint_key" doc:"Key of the resume position in the faultline_checkpoints KV bucket. Empty: derived from the cluster, the host name and path. Set it (e.g. to the node name) when the host name changes across restarts, as in a DaemonSet."`
 }
@@ -76,8 +80,8 @@ func (c Config) Validate() []error {
 	if c.MaxLineSize < 1024 {
 		bad("max_line_size", "must be at least 1KiB (got %s)", c.MaxLineSize)
 	}
-	if c.MaxEventSize < 1024 {
-		bad("max_event_size", "must be at least 1KiB (got %s)", c.MaxEventSize)
+	if c.MaxEventSize < schemas.MinAuditEventLimit || c.MaxEventSize > maxMaxEventSize {
+		bad("max_event_size", "must be between 64KiB and 8MiB (got %s)", c.MaxEventSize)
 	}
 	if c.MaxBatchBytes < c.MaxEventSize {
 		bad("max_batch_bytes", "must be at least max_event_size %s (got %s)", c.MaxEventSize, c.MaxBatchBytes)

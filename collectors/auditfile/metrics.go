@@ -18,6 +18,7 @@ type metrics struct {
 	published       prometheus.Counter
 	duplicates      prometheus.Counter
 	truncated       prometheus.Counter
+	redacted        prometheus.Counter
 	rejected        *prometheus.CounterVec
 	bytesRead       prometheus.Counter
 	rotations       *prometheus.CounterVec
@@ -40,11 +41,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		truncated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "faultline_auditfile_events_truncated_total",
-			Help: "Audit events larger than max_event_size, published without their request and response objects.",
+			Help: "Audit events larger than max_event_size, published without their request and response objects (or as a bounded summary).",
+		}),
+		redacted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "faultline_auditfile_events_redacted_total",
+			Help: "Audit events published with secret values replaced by [REDACTED].",
 		}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "faultline_auditfile_lines_rejected_total",
-			Help: "Lines not published, by reason: too_long, invalid (not JSON or not an audit event), unterminated (partial last line of a rotated file), unpublishable (refused by the bus).",
+			Help: "Lines not published as audit events, by reason: too_long (skipped), invalid (not JSON or not an audit event) and unterminated (partial last line of a rotated file), both kept redacted on the dead-letter subject, unpublishable (refused by the bus).",
 		}, []string{"reason"}),
 		bytesRead: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "faultline_auditfile_read_bytes_total",
@@ -85,6 +90,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.published = register(reg, m.published)
 		m.duplicates = register(reg, m.duplicates)
 		m.truncated = register(reg, m.truncated)
+		m.redacted = register(reg, m.redacted)
 		m.rejected = register(reg, m.rejected)
 		m.bytesRead = register(reg, m.bytesRead)
 		m.rotations = register(reg, m.rotations)
