@@ -3,6 +3,7 @@ package auditfile
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/faultline/faultline/internal/units"
@@ -65,7 +66,7 @@ func (c Config) Validate() []error {
 	switch {
 	case c.Path == "":
 		bad("path", "must name the API server's audit log file")
-	case filepath.Base(c.Path) == "." || filepath.Base(c.Path) == string(filepath.Separator):
+	case strings.HasSuffix(c.Path, string(filepath.Separator)) || filepath.Base(c.Path) == ".":
 		bad("path", "%q names a directory, want the audit log file", c.Path)
 	}
 	if c.StartAt != StartBeginning && c.StartAt != StartEnd {

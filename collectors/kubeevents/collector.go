@@ -228,6 +228,7 @@ func (c *Collector) campaign(ctx context.Context, kv jetstream.KeyValue) error {
 			if sleep(ctx, delay) != nil {
 				break
 			}
+			c.setHealth(nil) // a standby is ready again
 			delay = min(2*delay, retryMax)
 			continue
 		}
