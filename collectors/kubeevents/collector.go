@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
@@ -279,8 +280,10 @@ func (c *Collector) term(ctx context.Context, kv jetstream.KeyValue, lock resour
 		elector.Run(runCtx)
 	}()
 	var leadErr error
+	led := false
 	select {
 	case lctx := <-won:
+		led = true
 		c.m.leaderChanges.Inc()
 		c.log.Info("kubeevents: took the Lease; collecting")
 		leadErr = c.lead(lctx, kv)
@@ -289,9 +292,36 @@ func (c *Collector) term(ctx context.Context, kv jetstream.KeyValue, lock resour
 		}
 	case <-done:
 	}
-	stop() // releases the Lease if still held
+	stop() // client-go releases the Lease if still held
 	<-done
+	if led {
+		c.release(ctx, lock)
+	}
 	return leadErr
+}
+
+// release gives the Lease up if this replica still holds it, so a standby
+// takes over within retry_period rather than lease_duration. client-go
+// releases it too, but that fails when the stop cancelled a renewal the
+// API server had already applied (a conflict on the Lease).
+func (c *Collector) release(ctx context.Context, lock resourcelock.Interface) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.LeaderElection.RenewDeadline)
+	defer cancel()
+	rec, _, err := lock.Get(rctx)
+	if err != nil || rec.HolderIdentity != c.identity {
+		return // released, taken over, or unreachable: nothing to do
+	}
+	now := metav1.NewTime(time.Now())
+	if err := lock.Update(rctx, resourcelock.LeaderElectionRecord{
+		LeaderTransitions:    rec.LeaderTransitions,
+		LeaseDurationSeconds: 1,
+		AcquireTime:          now,
+		RenewTime:            now,
+	}); err != nil {
+		c.log.Warn("kubeevents: could not release the Lease; a standby takes over once it expires", "err", err)
+		return
+	}
+	c.log.Info("kubeevents: released the Lease")
 }
 
 // sleep waits d or until ctx ends.

@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/faultline/faultline/bus"
 	"github.com/faultline/faultline/bus/bustest"
@@ -632,5 +633,48 @@ func TestOverflowPublishesLatestState(t *testing.T) {
 	}
 	if value(c.m.skipped) != 1 || l.published["uid-a"] != "12" {
 		t.Errorf("skipped %v, remembered %q", value(c.m.skipped), l.published["uid-a"])
+	}
+}
+
+// TestReleaseLease: a replica that stops while it still holds the Lease
+// (client-go's own release can fail on a conflict) hands it over at once.
+func TestReleaseLease(t *testing.T) {
+	c := kube.Get(t)
+	ctx := testContext(t, 30*time.Second)
+	admin := adminClient(t, c)
+	ns := newNamespace(ctx, t, admin, "kev-release-")
+	b, _ := bustest.Start(t)
+	cfg := testConfig(ns)
+	col, err := New(cfg, collectors.Deps{Bus: b, Cluster: testCluster, Kube: c.Admin.RESTConfig()}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock := &resourcelock.LeaseLock{Client: admin.CoordinationV1(), LockConfig: resourcelock.ResourceLockConfig{Identity: col.Identity()}}
+	lock.LeaseMeta.Namespace, lock.LeaseMeta.Name = ns, cfg.LeaderElection.LeaseName
+	now := metav1.Now()
+	if err := lock.Create(ctx, resourcelock.LeaderElectionRecord{HolderIdentity: col.Identity(), LeaseDurationSeconds: 15,
+		AcquireTime: now, RenewTime: now}); err != nil {
+		t.Fatal(err)
+	}
+	col.release(ctx, lock)
+	rec, _, err := lock.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.HolderIdentity != "" || rec.LeaseDurationSeconds != 1 {
+		t.Errorf("after release the Lease is %+v", rec)
+	}
+	// Held by another replica: left alone.
+	other := &resourcelock.LeaseLock{Client: admin.CoordinationV1(), LockConfig: resourcelock.ResourceLockConfig{Identity: "other"}}
+	other.LeaseMeta = lock.LeaseMeta
+	if _, _, err := other.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Update(ctx, resourcelock.LeaderElectionRecord{HolderIdentity: "other", LeaseDurationSeconds: 15, AcquireTime: now, RenewTime: now}); err != nil {
+		t.Fatal(err)
+	}
+	col.release(ctx, lock)
+	if rec, _, err := lock.Get(ctx); err != nil || rec.HolderIdentity != "other" {
+		t.Errorf("another replica's Lease changed: %+v %v", rec, err)
 	}
 }
