@@ -63,9 +63,9 @@ type Collector struct {
 	lastRefusalLog    atomic.Int64
 	refusalsNotLogged atomic.Int64
 
-	preparers sync.Pool // *schemas.AuditPreparer
-	buffers   sync.Pool // *[]byte: request bodies and envelope arenas
-	scratch   sync.Pool // *[]byte: one prepared event
+	preparers sync.Pool    // *schemas.AuditPreparer
+	buffers   chan *[]byte // free list of request bodies and envelope arenas (see getBuffer)
+	scratch   sync.Pool    // *[]byte: one prepared event
 }
 
 // New checks the configuration, loads certificates and tokens and opens the
@@ -112,6 +112,8 @@ func New(d collectors.Deps, cfg Config) (*Collector, error) {
 		m:       m,
 		auth:    auth,
 		slots:   make(chan struct{}, cfg.MaxConcurrentRequests),
+		// A body and an arena per request in flight.
+		buffers: make(chan *[]byte, 2*cfg.MaxConcurrentRequests),
 
 		reloadEvery: reloadInterval,
 	}

@@ -324,24 +324,38 @@ func readBody(r io.Reader, buf []byte) ([]byte, error) {
 	}
 }
 
-// maxPooledBuffer keeps very large buffers out of the pool.
-const maxPooledBuffer = 32 << 20
+// maxPooledBuffer keeps very large buffers (a rare huge batch) out of the
+// free list, so what it retains stays small.
+const maxPooledBuffer = 4 << 20
 
+// getBuffer returns a buffer of at least size bytes from the free list. The
+// free list is a bounded channel rather than a sync.Pool: the buffers are
+// large, and a sync.Pool is emptied by every garbage collection, which these
+// very allocations would trigger.
 func (c *Collector) getBuffer(size int) *[]byte {
-	if p, ok := c.buffers.Get().(*[]byte); ok {
+	select {
+	case p := <-c.buffers:
 		if cap(*p) >= size {
 			return p
 		}
-		c.buffers.Put(p)
+		// Too small for this one: replaced by a larger buffer below.
+	default:
 	}
 	b := make([]byte, 0, size)
 	return &b
 }
 
+// putBuffer returns a buffer to the free list. Overflow policy: when the
+// list is full (more buffers than requests in flight need), the buffer is
+// left to the garbage collector.
 func (c *Collector) putBuffer(p *[]byte) {
-	if cap(*p) <= maxPooledBuffer {
-		*p = (*p)[:0]
-		c.buffers.Put(p)
+	if cap(*p) > maxPooledBuffer {
+		return
+	}
+	*p = (*p)[:0]
+	select {
+	case c.buffers <- p:
+	default:
 	}
 }
 
