@@ -86,6 +86,8 @@ type Collector struct {
 	// taken counts lines taken, to tell a pass that made progress.
 	taken     int64
 	startedAt time.Time
+	// waiting is set while the active file does not exist (logged once).
+	waiting bool
 
 	mu     sync.Mutex
 	health error
@@ -440,12 +442,17 @@ func (c *Collector) follow(ctx context.Context, s step) error {
 			return fmt.Errorf("auditfile: open %s: %w", s.c.path, err)
 		}
 		c.setHealth(nil) // waiting for the API server to create it is normal
+		if !c.waiting {
+			c.waiting = true
+			c.log.Info("auditfile: waiting for the audit log to appear")
+		}
 		if err := sleep(ctx, c.cfg.PollInterval); err != nil {
 			return err
 		}
 		return errReplan
 	}
 	defer f.Close()
+	c.waiting = false
 	fi, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("auditfile: stat %s: %w", s.c.path, err)
