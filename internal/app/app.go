@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"k8s.io/klog/v2"
 
 	"github.com/faultline/faultline/bus"
 	"github.com/faultline/faultline/internal/config"
@@ -49,6 +50,9 @@ func Start(ctx context.Context, cfg config.Config, role string, logOut io.Writer
 		return nil, err
 	}
 	log = log.With("role", role, "cluster", cfg.Cluster)
+	// client-go (informers, leader election) logs through klog; route it into
+	// the same structured stream instead of bare stderr lines.
+	klog.SetSlogLogger(log.With("component", "client-go"))
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	rt := &Runtime{Config: cfg, Log: log, Registry: reg, ShutdownTimeout: 30 * time.Second}
