@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -220,20 +222,14 @@ func TestRedactedOnTheBus(t *testing.T) {
 	r := startReceiver(t, b, p.testConfig())
 	client := p.client()
 	defer client.CloseIdleConnections()
-	const marker = "FAULTLINE-MARKER-on-the-bus"
-	secret := `{"kind":"Secret","apiVersion":"v1","metadata":{"name":"db","namespace":"shop"},"data":{"password":"` + marker + `"},"stringData":{"token":"` + marker + `"}}`
-	events := [][]byte{
-		[]byte(`{"level":"RequestResponse","auditID":"11111111-1111-4111-8111-111111111111","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/shop/secrets","verb":"create",` +
-			`"user":{"username":"alice"},"objectRef":{"resource":"secrets","namespace":"shop","name":"db","apiVersion":"v1"},` +
-			`"requestObject":` + secret + `,"responseObject":` + secret + `,` +
-			`"requestReceivedTimestamp":"2026-11-22T05:30:00.120000Z","stageTimestamp":"2026-11-22T05:30:00.123456Z"}`),
-		[]byte(`{"level":"RequestResponse","auditID":"22222222-2222-4222-8222-222222222222","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/shop/serviceaccounts/builder/token","verb":"create",` +
-			`"user":{"username":"alice"},"objectRef":{"resource":"serviceaccounts","namespace":"shop","name":"builder","apiVersion":"v1","subresource":"token"},` +
-			`"responseObject":{"kind":"TokenRequest","apiVersion":"authentication.k8s.io/v1","status":{"token":"` + marker + `","expirationTimestamp":"2026-11-22T06:30:00Z"}},` +
-			`"requestReceivedTimestamp":"2026-11-22T05:30:00.120000Z","stageTimestamp":"2026-11-22T05:30:00.123456Z"}`),
+	const marker = "FAULTLINE-MARKER-on-the-bus" // planted in testdata/secrets-eventlist.json
+	body, err := os.ReadFile(filepath.Join("testdata", "secrets-eventlist.json"))
+	must(t, err)
+	if !bytes.Contains(body, []byte(marker)) {
+		t.Fatal("the fixture lacks the marker")
 	}
-	if code, body := post(t, client, r.URL(), p.token, eventList(events...), nil); code != 200 {
-		t.Fatalf("status %d: %s", code, body)
+	if code, resp := post(t, client, r.URL(), p.token, body, nil); code != 200 {
+		t.Fatalf("status %d: %s", code, resp)
 	}
 	msgs := readStream(t, b, bus.StreamAudit, "")
 	if len(msgs) != 2 {
@@ -461,5 +457,38 @@ func TestTokenRotation(t *testing.T) {
 	})
 	if code, _ := post(t, client, reg.URL(), "rotated-token", body, nil); code != 200 {
 		t.Errorf("after a broken token file: status %d, want 200", code)
+	}
+}
+
+// TestMixedFixture: the valid events of testdata/mixed-eventlist.json are
+// published (redacted), its two malformed items reported and dead-lettered.
+func TestMixedFixture(t *testing.T) {
+	p := newPKI(t)
+	b, _ := bustest.Start(t)
+	r := startReceiver(t, b, p.testConfig())
+	client := p.client()
+	defer client.CloseIdleConnections()
+	body, err := os.ReadFile(filepath.Join("testdata", "mixed-eventlist.json"))
+	must(t, err)
+	code, resp := post(t, client, r.URL(), p.token, body, nil)
+	if code != 200 {
+		t.Fatalf("status %d: %s", code, resp)
+	}
+	var got Response
+	must(t, json.Unmarshal(resp, &got))
+	if got.Received != 4 || got.Published != 2 || len(got.Rejected) != 2 || got.Rejected[0].Index != 1 || got.Rejected[1].Index != 2 {
+		t.Errorf("response %s", resp)
+	}
+	msgs := readStream(t, b, bus.StreamAudit, "")
+	if ids := auditIDs(t, msgs); len(ids) != 2 {
+		t.Errorf("%d events stored: %v", len(ids), ids)
+	}
+	for _, m := range msgs {
+		if bytes.Contains(m.Data, []byte("FAULTLINE-MARKER")) {
+			t.Errorf("secret on the bus in %s", m.ID)
+		}
+	}
+	if dead := readStream(t, b, bus.StreamDeadLetter, ""); len(dead) != 2 {
+		t.Errorf("%d dead letters, want 2", len(dead))
 	}
 }
