@@ -17,16 +17,9 @@ import (
 
 // sample.yaml is a valid configuration whose limits are the defaults.
 func TestSampleConfig(t *testing.T) {
-	data, err := os.ReadFile("sample.yaml")
+	c, err := config.LoadFile("sample.yaml")
 	if err != nil {
 		t.Fatal(err)
-	}
-	c := config.Default()
-	if err := config.DecodeYAML(data, &c); err != nil {
-		t.Fatalf("sample.yaml: %v", err)
-	}
-	if err := c.Validate(); err != nil {
-		t.Fatalf("sample.yaml: %v", err)
 	}
 	got := c.Collectors.AuditWebhook
 	if !got.Enabled || got.TokenFile == "" || got.ClientCAFile == "" || len(got.ClientNames) != 1 {

@@ -1,7 +1,6 @@
 package kubeevents_test
 
 import (
-	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -13,16 +12,9 @@ import (
 
 // sample.yaml is a valid configuration holding every default.
 func TestSampleConfig(t *testing.T) {
-	data, err := os.ReadFile("sample.yaml")
+	c, err := config.LoadFile("sample.yaml")
 	if err != nil {
 		t.Fatal(err)
-	}
-	c := config.Default()
-	if err := config.DecodeYAML(data, &c); err != nil {
-		t.Fatalf("sample.yaml: %v", err)
-	}
-	if err := c.Validate(); err != nil {
-		t.Fatalf("sample.yaml: %v", err)
 	}
 	got := c.Collectors.KubeEvents
 	want := kubeevents.DefaultConfig()

@@ -104,6 +104,23 @@ func (f *Flags) Load(environ []string) (Config, error) {
 	return cfg, nil
 }
 
+// LoadFile reads one configuration file over the defaults and validates it
+// (no environment, no flags): for tools and for tests of sample files.
+func LoadFile(path string) (Config, error) {
+	cfg := Default()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("config: read %s: %w", path, err)
+	}
+	if err := DecodeYAML(data, &cfg); err != nil {
+		return cfg, fmt.Errorf("config: %s: %w", path, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("config: %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
 // DecodeYAML reads a YAML document over cfg, refusing unknown fields and
 // more than one document.
 func DecodeYAML(data []byte, cfg *Config) error {
