@@ -119,7 +119,10 @@ func TestRestartKeepsAckedMessagesAndConsumerResumes(t *testing.T) {
 	s1 := bustest.StartServerAt(t, dir, "127.0.0.1:0")
 	listen := s1.Listen
 	b := bustest.Connect(t, s1, bus.Options{})
-	ctx := ctxT(t, 60*time.Second)
+	// Generous deadlines: under -race with other packages' tests on two
+	// cores, a round trip can take seconds. They bound the wait, they are
+	// not sleeps.
+	ctx := ctxT(t, 180*time.Second)
 
 	const total = 600
 	publish := func(from, to int) {
@@ -149,17 +152,28 @@ func TestRestartKeepsAckedMessagesAndConsumerResumes(t *testing.T) {
 		})
 	}()
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(seen) }
-	bustest.WaitFor(t, 20*time.Second, "first half consumed", func() bool { return count() >= total/4 })
+	// consumed also fails the test at once if Consume gave up.
+	consumed := func(n int) func() bool {
+		return func() bool {
+			select {
+			case err := <-done:
+				t.Fatalf("consume returned early after %d messages: %v", count(), err)
+			default:
+			}
+			return count() >= n
+		}
+	}
+	bustest.WaitFor(t, 60*time.Second, "first quarter consumed", consumed(total/4))
 
 	// Stop the server mid-stream and start it again on the same store and port.
 	s1.Shutdown()
 	bustest.StartServerAt(t, dir, listen)
-	bustest.WaitFor(t, 20*time.Second, "reconnect", func() bool { return b.Ready(ctx) == nil })
+	bustest.WaitFor(t, 60*time.Second, "reconnect", func() bool { return b.Ready(ctx) == nil })
 	if n := streamMsgs(t, b, bus.StreamAudit); n != total/2 {
 		t.Fatalf("after restart the stream holds %d messages, want %d", n, total/2)
 	}
 	publish(total/2, total)
-	bustest.WaitFor(t, 30*time.Second, "every message consumed", func() bool { return count() == total })
+	bustest.WaitFor(t, 60*time.Second, "every message consumed", consumed(total))
 	stop()
 	if err := <-done; err != nil {
 		t.Fatalf("consume: %v", err)

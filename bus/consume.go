@@ -165,7 +165,10 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, handler Handler) e
 	}
 	// Fetch at most what the handlers can take soon; the rest stays on the
 	// server, where another replica can get it.
-	it, err := cons.Messages(jetstream.PullMaxMessages(max(2*spec.Concurrency, 16)))
+	// A 10s pull expiry (heartbeat 5s) means a lost pull request or a silent
+	// connection is noticed and re-issued within seconds, not the library's
+	// default 30s.
+	it, err := cons.Messages(jetstream.PullMaxMessages(max(2*spec.Concurrency, 16)), jetstream.PullExpiry(10*time.Second))
 	if err != nil {
 		return fmt.Errorf("bus: consume %s/%s: %w", spec.Stream, spec.Durable, err)
 	}
