@@ -20,6 +20,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/faultline/faultline/internal/promutil"
+
 	"github.com/faultline/faultline/analyzers/audit"
 	"github.com/faultline/faultline/bus"
 	"github.com/faultline/faultline/schemas"
@@ -238,12 +240,8 @@ func newRunnerMetrics(reg prometheus.Registerer, name string) (*runnerMetrics, e
 		Buckets: prometheus.ExponentialBuckets(1e-6, 4, 10),
 	})
 	m.seconds = h
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.events, m.findings, m.duplicates, h} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("register metrics: %w", err)
-			}
-		}
+	if err := promutil.RegisterAll(reg, m.events, m.findings, m.duplicates, h); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	return m, nil
 }

@@ -22,6 +22,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/faultline/faultline/internal/promutil"
+
 	"github.com/faultline/faultline/analyzers"
 	"github.com/faultline/faultline/schemas"
 )
@@ -92,12 +94,8 @@ func New(cfg Config, store Store, cluster string, log *slog.Logger, reg promethe
 		conflicts: prometheus.NewCounter(prometheus.CounterOpts{Name: "faultline_baseline_kv_conflicts_total",
 			Help: "Profile writes that met another replica's write and were merged and retried."}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{a.dropped, a.conflicts} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("baseline: register metrics: %w", err)
-			}
-		}
+	if err := promutil.RegisterAll(reg, a.dropped, a.conflicts); err != nil {
+		return nil, fmt.Errorf("baseline: register metrics: %w", err)
 	}
 	return a, nil
 }

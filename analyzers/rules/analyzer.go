@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/faultline/faultline/internal/promutil"
+
 	"github.com/faultline/faultline/analyzers"
 	"github.com/faultline/faultline/schemas"
 )
@@ -33,25 +35,21 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Analyzer, er
 		log = slog.Default()
 	}
 	a := &Analyzer{engine: e, log: log}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{
-			prometheus.NewCounterFunc(prometheus.CounterOpts{
-				Name: "faultline_rules_eval_errors_total",
-				Help: "Rule evaluations that failed at run time (a field of the wrong type); counted as no match.",
-			}, func() float64 { return float64(e.EvalErrors()) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{
-				Name: "faultline_rules_window_evictions_total",
-				Help: "Window keys forgotten because a windowed rule reached window_max_keys.",
-			}, func() float64 { return float64(e.WindowEvictions()) }),
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Name: "faultline_rules_loaded",
-				Help: "Rules compiled and running.",
-			}, func() float64 { return float64(len(e.Rules())) }),
-		} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("rules analyzer: register metrics: %w", err)
-			}
-		}
+	if err := promutil.RegisterAll(reg,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "faultline_rules_eval_errors_total",
+			Help: "Rule evaluations that failed at run time (a field of the wrong type); counted as no match.",
+		}, func() float64 { return float64(e.EvalErrors()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "faultline_rules_window_evictions_total",
+			Help: "Window keys forgotten because a windowed rule reached window_max_keys.",
+		}, func() float64 { return float64(e.WindowEvictions()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "faultline_rules_loaded",
+			Help: "Rules compiled and running.",
+		}, func() float64 { return float64(len(e.Rules())) }),
+	); err != nil {
+		return nil, fmt.Errorf("rules analyzer: register metrics: %w", err)
 	}
 	log.Info("rules loaded", "rules", len(e.Rules()))
 	return a, nil

@@ -1,9 +1,9 @@
 package auditfile
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/faultline/faultline/internal/promutil"
 )
 
 // Reasons a line is not published.
@@ -87,34 +87,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.rotations.WithLabelValues("rename")
 	m.rotations.WithLabelValues("truncate")
 	if reg != nil {
-		m.published = register(reg, m.published)
-		m.duplicates = register(reg, m.duplicates)
-		m.truncated = register(reg, m.truncated)
-		m.redacted = register(reg, m.redacted)
-		m.rejected = register(reg, m.rejected)
-		m.bytesRead = register(reg, m.bytesRead)
-		m.rotations = register(reg, m.rotations)
-		m.retries = register(reg, m.retries)
-		m.checkpointMiss = register(reg, m.checkpointMiss)
-		m.batchPending = register(reg, m.batchPending)
-		m.lagBytes = register(reg, m.lagBytes)
-		m.checkpointSaves = register(reg, m.checkpointSaves)
+		m.published = promutil.Reuse(reg, m.published)
+		m.duplicates = promutil.Reuse(reg, m.duplicates)
+		m.truncated = promutil.Reuse(reg, m.truncated)
+		m.redacted = promutil.Reuse(reg, m.redacted)
+		m.rejected = promutil.Reuse(reg, m.rejected)
+		m.bytesRead = promutil.Reuse(reg, m.bytesRead)
+		m.rotations = promutil.Reuse(reg, m.rotations)
+		m.retries = promutil.Reuse(reg, m.retries)
+		m.checkpointMiss = promutil.Reuse(reg, m.checkpointMiss)
+		m.batchPending = promutil.Reuse(reg, m.batchPending)
+		m.lagBytes = promutil.Reuse(reg, m.lagBytes)
+		m.checkpointSaves = promutil.Reuse(reg, m.checkpointSaves)
 	}
 	return m
-}
-
-// register registers c, or returns the collector already registered under
-// its name (a collector built twice in one process shares its series).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		// A conflicting definition is a programming error; keep the
-		// unregistered collector so counting still works.
-	}
-	return c
 }

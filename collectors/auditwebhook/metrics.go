@@ -6,6 +6,8 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/faultline/faultline/internal/promutil"
 )
 
 // Reasons in faultline_audit_webhook_events_rejected_total.
@@ -124,19 +126,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.duplicates = m.published.WithLabelValues("duplicate")
 	m.rejectedInvalid = m.rejected.WithLabelValues(rejectInvalid)
 	m.rejectedUnacked = m.rejected.WithLabelValues(rejectUnacknowledged)
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range []prometheus.Collector{m.requests, m.authFailures, m.received, m.published, m.rejected,
+	if err := promutil.RegisterAll(reg, m.requests, m.authFailures, m.received, m.published, m.rejected,
 		m.redacted, m.truncated, m.bytes, m.publishSeconds, m.requestSeconds, m.inFlight, m.inFlightLimit,
-		m.waiting, m.reloadErrors} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				return nil, fmt.Errorf("audit webhook: metrics: already registered (one receiver per registry): %w", err)
-			}
-			return nil, fmt.Errorf("audit webhook: metrics: %w", err)
+		m.waiting, m.reloadErrors); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			return nil, fmt.Errorf("audit webhook: metrics: already registered (one receiver per registry): %w", err)
 		}
+		return nil, fmt.Errorf("audit webhook: metrics: %w", err)
 	}
 	return m, nil
 }

@@ -1,9 +1,9 @@
 package kubeevents
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/faultline/faultline/internal/promutil"
 )
 
 type metrics struct {
@@ -86,34 +86,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.notifications.WithLabelValues(k)
 	}
 	if reg != nil {
-		m.notifications = register(reg, m.notifications)
-		m.published = register(reg, m.published)
-		m.duplicates = register(reg, m.duplicates)
-		m.skipped = register(reg, m.skipped)
-		m.invalid = register(reg, m.invalid)
-		m.retries = register(reg, m.retries)
-		m.queueLength = register(reg, m.queueLength)
-		m.queueCapacity = register(reg, m.queueCapacity)
-		m.overflow = register(reg, m.overflow)
-		m.overflowKeys = register(reg, m.overflowKeys)
-		m.leader = register(reg, m.leader)
-		m.stateEntries = register(reg, m.stateEntries)
-		m.stateFailures = register(reg, m.stateFailures)
-		m.leaderChanges = register(reg, m.leaderChanges)
+		m.notifications = promutil.Reuse(reg, m.notifications)
+		m.published = promutil.Reuse(reg, m.published)
+		m.duplicates = promutil.Reuse(reg, m.duplicates)
+		m.skipped = promutil.Reuse(reg, m.skipped)
+		m.invalid = promutil.Reuse(reg, m.invalid)
+		m.retries = promutil.Reuse(reg, m.retries)
+		m.queueLength = promutil.Reuse(reg, m.queueLength)
+		m.queueCapacity = promutil.Reuse(reg, m.queueCapacity)
+		m.overflow = promutil.Reuse(reg, m.overflow)
+		m.overflowKeys = promutil.Reuse(reg, m.overflowKeys)
+		m.leader = promutil.Reuse(reg, m.leader)
+		m.stateEntries = promutil.Reuse(reg, m.stateEntries)
+		m.stateFailures = promutil.Reuse(reg, m.stateFailures)
+		m.leaderChanges = promutil.Reuse(reg, m.leaderChanges)
 	}
 	return m
-}
-
-// register registers c, or returns the collector already registered under
-// its name (a collector built twice in one process shares its series).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }

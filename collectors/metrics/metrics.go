@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/faultline/faultline/internal/promutil"
 )
 
 // Results of one scrape or query, the result label of
@@ -98,12 +100,8 @@ func newCollectorMetrics(reg prometheus.Registerer) (*collectorMetrics, error) {
 			Help: "Scrape targets found from pod annotations.",
 		}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.scrapes, m.duration, m.published, m.publishFailed, m.targets, m.missed, m.slotsInUse, m.slotsLimit, m.podRefreshes, m.discoveredPods} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("register metrics: %w", err)
-			}
-		}
+	if err := promutil.RegisterAll(reg, m.scrapes, m.duration, m.published, m.publishFailed, m.targets, m.missed, m.slotsInUse, m.slotsLimit, m.podRefreshes, m.discoveredPods); err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	return m, nil
 }
