@@ -69,7 +69,7 @@ func Connect(ctx context.Context, o Options) (*Bus, error) {
 	log := orDiscard(o.Logger)
 	m := o.Metrics
 	if m == nil {
-		m = NewMetrics(nil)
+		m, _ = NewMetrics(nil) // nothing to register, nothing to fail
 	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = DefaultConnectTimeout

@@ -1,7 +1,11 @@
 package bus
 
 import (
+	"fmt"
+
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/faultline/faultline/internal/promutil"
 )
 
 // Metrics are the bus's Prometheus series. One set per process: create it
@@ -25,7 +29,7 @@ type Metrics struct {
 
 // NewMetrics creates the bus metrics and registers them with reg (nil: not
 // registered, for tests and tools).
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "faultline_bus_connected",
@@ -78,9 +82,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.pubAcked = m.published.WithLabelValues("acked")
 	m.pubDuplicate = m.published.WithLabelValues("duplicate")
 	m.pubFailed = m.published.WithLabelValues("failed")
-	if reg != nil {
-		reg.MustRegister(m.connected, m.reconnects, m.disconnects, m.published, m.publishSeconds,
-			m.publishBytes, m.inflight, m.inflightLimit, m.consumed, m.handleSeconds, m.deadLetters)
+	if err := promutil.RegisterAll(reg, m.connected, m.reconnects, m.disconnects, m.published, m.publishSeconds,
+		m.publishBytes, m.inflight, m.inflightLimit, m.consumed, m.handleSeconds, m.deadLetters); err != nil {
+		return nil, fmt.Errorf("bus: register metrics: %w", err)
 	}
-	return m
+	return m, nil
 }

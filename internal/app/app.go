@@ -85,7 +85,9 @@ func Start(ctx context.Context, cfg config.Config, role string, logOut io.Writer
 	}
 	bo.Name = "faultline-" + role
 	bo.Logger = log
-	bo.Metrics = bus.NewMetrics(reg)
+	if bo.Metrics, err = bus.NewMetrics(reg); err != nil {
+		return nil, fmt.Errorf("start: %w", err)
+	}
 	if len(cfg.Bus.URLs) == 0 {
 		eo := bus.EmbeddedOptions{
 			DataDir:     cfg.Bus.Embedded.DataDir,
