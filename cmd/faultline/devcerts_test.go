@@ -1,19 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -42,42 +38,13 @@ func TestDevCertsWireTheAuditWebhook(t *testing.T) {
 		t.Errorf("second run: %v\n%s", err, out)
 	}
 
-	cmd := exec.Command(binary, "collect", "audit-webhook", "--data-dir", t.TempDir(), "--http-listen", "127.0.0.1:0", "--log-format", "json",
+	p, url := startProcess(t, 30*time.Second, "audit webhook: listening", "url",
+		"collect", "audit-webhook", "--data-dir", t.TempDir(), "--http-listen", "127.0.0.1:0", "--log-format", "json",
 		"--collectors.audit-webhook.listen", "127.0.0.1:0",
 		"--collectors.audit-webhook.tls-cert-file", filepath.Join(dir, "tls.crt"),
 		"--collectors.audit-webhook.tls-key-file", filepath.Join(dir, "tls.key"),
 		"--collectors.audit-webhook.token-file", filepath.Join(dir, "token"),
 		"--collectors.audit-webhook.client-ca-file", filepath.Join(dir, "ca.crt"))
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill() }()
-	urlc := make(chan string, 1)
-	logs := make(chan string, 1000)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			select {
-			case logs <- sc.Text():
-			default:
-			}
-			var rec map[string]any
-			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec["msg"] == "audit webhook: listening" {
-				urlc <- rec["url"].(string)
-			}
-		}
-		close(logs)
-	}()
-	var url string
-	select {
-	case url = <-urlc:
-	case <-time.After(30 * time.Second):
-		t.Fatal("no 'audit webhook: listening' log line within 30s")
-	}
 
 	// The API server's view: the webhook kubeconfig, pointed at the port
 	// the receiver got.
@@ -110,27 +77,7 @@ func TestDevCertsWireTheAuditWebhook(t *testing.T) {
 		t.Errorf("anonymous post: %d %s", code, resp)
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			var all []string
-			for l := range logs {
-				all = append(all, l)
-			}
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				t.Fatalf("exit after SIGTERM: %v\n%s", err, strings.Join(all, "\n"))
-			}
-			t.Fatal(err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("did not exit within 30s of SIGTERM")
-	}
+	p.stop(t, 30*time.Second)
 }
 
 func postJSON(t *testing.T, c *http.Client, url string, body []byte) (int, []byte) {

@@ -114,38 +114,8 @@ func TestBadConfigurationExitsNonZero(t *testing.T) {
 func TestRunServesAndStopsCleanly(t *testing.T) {
 	data := t.TempDir()
 	for round := range 2 {
-		cmd := exec.Command(binary, "run", "--http-listen", "127.0.0.1:0", "--data-dir", data, "--log-format", "json")
-		stderr, err := cmd.StderrPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		addrc := make(chan string, 1)
-		logs := make(chan string, 1000)
-		go func() {
-			sc := bufio.NewScanner(stderr)
-			for sc.Scan() {
-				line := sc.Text()
-				select {
-				case logs <- line:
-				default:
-				}
-				var rec map[string]any
-				if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "ops: endpoint listening" {
-					addrc <- rec["addr"].(string)
-				}
-			}
-			close(logs)
-		}()
-		var addr string
-		select {
-		case addr = <-addrc:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Fatal("no 'ops: endpoint listening' log line within 20s")
-		}
+		p, addr := startProcess(t, 20*time.Second, "ops: endpoint listening", "addr",
+			"run", "--http-listen", "127.0.0.1:0", "--data-dir", data, "--log-format", "json")
 		base := "http://" + addr
 		deadline := time.Now().Add(10 * time.Second)
 		for {
@@ -165,24 +135,82 @@ func TestRunServesAndStopsCleanly(t *testing.T) {
 		if code != 200 || !strings.Contains(body, "faultline_bus_connected 1") || !strings.Contains(body, "faultline_bus_published_total") {
 			t.Errorf("/metrics = %d, lacks faultline_ series:\n%.500s", code, body)
 		}
-		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				var all []string
-				for l := range logs {
-					all = append(all, l)
-				}
-				t.Fatalf("round %d: exit after SIGTERM: %v\n%s", round, err, strings.Join(all, "\n"))
+		p.stop(t, 20*time.Second)
+	}
+}
+
+// process is a faultline subprocess logging JSON lines on stderr.
+type process struct {
+	cmd  *exec.Cmd
+	logs chan string
+}
+
+// startProcess runs the binary with args and waits up to wait for the first
+// log line whose msg is msg; it returns the process and that line's field.
+// The process is killed at cleanup if still running.
+func startProcess(t *testing.T, wait time.Duration, msg, field string, args ...string) (*process, string) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	valc := make(chan string, 1)
+	logs := make(chan string, 1000)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			select {
+			case logs <- sc.Text():
+			default:
 			}
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Fatalf("round %d: did not exit within 20s of SIGTERM", round)
+			var rec map[string]any
+			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec["msg"] == msg {
+				if v, ok := rec[field].(string); ok {
+					select {
+					case valc <- v:
+					default:
+					}
+				}
+			}
 		}
+		close(logs)
+	}()
+	select {
+	case v := <-valc:
+		return &process{cmd: cmd, logs: logs}, v
+	case <-time.After(wait):
+		_ = cmd.Process.Kill()
+		t.Fatalf("no %q log line within %s", msg, wait)
+		return nil, ""
+	}
+}
+
+// stop sends SIGTERM and fails the test unless the process exits 0 within
+// wait, printing its logs when it does not.
+func (p *process) stop(t *testing.T, wait time.Duration) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			var all []string
+			for l := range p.logs {
+				all = append(all, l)
+			}
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, strings.Join(all, "\n"))
+		}
+	case <-time.After(wait):
+		_ = p.cmd.Process.Kill()
+		t.Fatalf("did not exit within %s of SIGTERM", wait)
 	}
 }
 
