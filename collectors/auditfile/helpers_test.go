@@ -22,6 +22,7 @@ import (
 	"github.com/faultline/faultline/bus"
 	"github.com/faultline/faultline/bus/bustest"
 	"github.com/faultline/faultline/collectors"
+	"github.com/faultline/faultline/collectors/collectortest"
 	"github.com/faultline/faultline/schemas"
 )
 
@@ -179,27 +180,7 @@ func start(t *testing.T, b *bus.Bus, cfg Config) *running {
 	if err != nil {
 		t.Fatalf("new collector: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	var once sync.Once
-	var runErr error
-	stop := func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case runErr = <-done:
-			case <-time.After(30 * time.Second):
-				runErr = errors.New("collector did not stop within 30s")
-			}
-		})
-		return runErr
-	}
-	t.Cleanup(func() {
-		if err := stop(); err != nil {
-			t.Errorf("collector: %v", err)
-		}
-	})
+	stop := collectortest.Run(t, c)
 	return &running{c: c, logs: logs, stop: stop}
 }
 
