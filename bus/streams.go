@@ -142,16 +142,25 @@ const (
 	// BucketFaults holds, for every active fault, its deadline and how to
 	// revert it, written before the fault is applied.
 	BucketFaults = "faultline_faults"
-	// BucketState holds analyzers' state shared between replicas.
+	// BucketState holds analyzers' state shared between replicas, and the
+	// heartbeats of injector replicas and experiments.
 	BucketState = "faultline_state"
+	// BucketFaultCommands remembers every fault command id and abort for a
+	// day, so a replayed command is refused and an aborted experiment
+	// stays aborted for every replica, even one that missed the abort.
+	BucketFaultCommands = "faultline_fault_commands"
 )
+
+// FaultCommandMemory is how long BucketFaultCommands remembers.
+const FaultCommandMemory = 24 * time.Hour
 
 // KVLayout returns the buckets every deployment has.
 func KVLayout() []KVSpec {
 	return []KVSpec{
 		{Bucket: BucketCheckpoints, Description: "collector resume positions", History: 1},
 		{Bucket: BucketFaults, Description: "active faults with their deadline and revert record", History: 5},
-		{Bucket: BucketState, Description: "analyzer state shared by replicas", History: 1},
+		{Bucket: BucketState, Description: "analyzer state shared by replicas; heartbeats", History: 1},
+		{Bucket: BucketFaultCommands, Description: "fault command ids and aborts, for replay detection", History: 1, TTL: FaultCommandMemory},
 	}
 }
 

@@ -184,6 +184,9 @@ type FaultStatus struct {
 	RevertRef string `json:"revert_ref,omitempty"`
 	// RevertSteps describe how the fault is (or would be) reverted.
 	RevertSteps []string `json:"revert_steps,omitempty"`
+	// Warnings are conditions that may make the fault weaker than asked,
+	// e.g. another NetworkPolicy that already allows the traffic.
+	Warnings []string `json:"warnings,omitempty"`
 	// Injector is the injector replica that reports.
 	Injector string `json:"injector,omitempty"`
 	DryRun   bool   `json:"dry_run,omitempty"`
