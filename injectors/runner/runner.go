@@ -100,11 +100,11 @@ func New(o Options) (*Runner, error) {
 	r := &Runner{
 		cfg: o.Config, id: id, cluster: o.Cluster, bus: o.Bus, guard: o.Guard,
 		inj: map[schemas.FaultKind]injectors.Injector{}, m: m, consumer: o.Consumer,
-		now:     time.Now,
+		now:      time.Now,
 		aborts:   make(chan abortMsg, 64),
 		retrying: map[string]bool{},
-		drivers: map[string]context.CancelFunc{},
-		busy:    map[string]bool{},
+		drivers:  map[string]context.CancelFunc{},
+		busy:     map[string]bool{},
 	}
 	r.log = o.Log
 	if r.log == nil {
