@@ -3,7 +3,6 @@ package rules
 import (
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/fstest"
@@ -281,41 +280,4 @@ func FuzzParseFile(f *testing.F) {
 		}
 		_, _ = Compile(Options{Sources: []Source{{Name: "fuzz", FS: fstest.MapFS{"f.yaml": {Data: data}}}}})
 	})
-}
-
-// TestConcurrentEvaluation: the runner analyses events concurrently; the
-// engine and the lazy event view must be safe for it (run with -race).
-func TestConcurrentEvaluation(t *testing.T) {
-	e, err := Compile(Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	events := corpus(t)
-	want := 0
-	for _, raw := range events {
-		ev, _ := audit.Parse(raw)
-		want += len(e.Fresh().Evaluate(ev))
-	}
-	var wg sync.WaitGroup
-	for g := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := g; i < len(events); i += 4 {
-				ev, err := audit.ParseValid(events[i])
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				for _, h := range e.Evaluate(ev) {
-					_ = h.Message
-					_, _ = ev.RequestObject()
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if want == 0 {
-		t.Error("no hits at all on the corpus")
-	}
 }

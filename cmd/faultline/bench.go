@@ -64,6 +64,7 @@ It prints each round and the ratio of the medians.`,
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	cmd.AddCommand(busCmd)
 	cmd.AddCommand(newBenchAuditWebhookCommand())
+	cmd.AddCommand(newBenchRulesCommand())
 	return cmd
 }
 
