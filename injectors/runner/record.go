@@ -127,31 +127,45 @@ func (s *Store) Get(ctx context.Context, key string) (*Entry, error) {
 	return &Entry{Key: key, Revision: e.Revision(), Record: r}, nil
 }
 
-// List reads every record of the cluster, oldest first.
+// List reads every record of the cluster, oldest first, in one pass over
+// the bucket.
 func (s *Store) List(ctx context.Context) ([]*Entry, error) {
-	keys, err := s.Faults.ListKeysFiltered(ctx, bus.Token(s.Cluster)+".*")
+	var out []*Entry
+	err := scan(ctx, s.Faults, bus.Token(s.Cluster)+".*", func(e jetstream.KeyValueEntry) error {
+		var r Record
+		if err := json.Unmarshal(e.Value(), &r); err != nil {
+			return fmt.Errorf("fault record %s: %w", e.Key(), err)
+		}
+		out = append(out, &Entry{Key: e.Key(), Revision: e.Revision(), Record: r})
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list fault records: %w", err)
 	}
-	var names []string
-	for k := range keys.Keys() {
-		names = append(names, k)
-	}
-	if err := keys.Stop(); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, fmt.Errorf("list fault records: %w", err)
-	}
-	var out []*Entry
-	for _, k := range names {
-		e, err := s.Get(ctx, k)
-		if err != nil {
-			return nil, err
-		}
-		if e != nil {
-			out = append(out, e)
-		}
-	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Record.Created.Before(out[j].Record.Created) })
 	return out, nil
+}
+
+// scan calls fn with the current value of every key matching filter.
+func scan(ctx context.Context, kv jetstream.KeyValue, filter string, fn func(jetstream.KeyValueEntry) error) error {
+	w, err := kv.WatchFiltered(ctx, []string{filter}, jetstream.IgnoreDeletes())
+	if err != nil {
+		return err
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e := <-w.Updates():
+			if e == nil {
+				return nil // the initial values are all delivered
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+	}
 }
 
 // create writes a new record; it fails if the key exists.
@@ -235,29 +249,17 @@ func (s *Store) RecordAbort(ctx context.Context, a *schemas.FaultAbort) error {
 
 // aborts reads the recorded aborts: by experiment id, "_all" for all.
 func (s *Store) aborts(ctx context.Context) (map[string]*schemas.FaultAbort, error) {
-	keys, err := s.Commands.ListKeysFiltered(ctx, "abort."+bus.Token(s.Cluster)+".*")
-	if err != nil {
-		return nil, fmt.Errorf("list aborts: %w", err)
-	}
-	var names []string
-	for k := range keys.Keys() {
-		names = append(names, k)
-	}
-	_ = keys.Stop()
-	out := make(map[string]*schemas.FaultAbort, len(names))
-	for _, k := range names {
-		e, err := s.Commands.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read abort %s: %w", k, err)
-		}
+	out := map[string]*schemas.FaultAbort{}
+	err := scan(ctx, s.Commands, "abort."+bus.Token(s.Cluster)+".*", func(e jetstream.KeyValueEntry) error {
 		var a schemas.FaultAbort
 		if err := json.Unmarshal(e.Value(), &a); err != nil {
-			return nil, fmt.Errorf("read abort %s: %w", k, err)
+			return fmt.Errorf("read abort %s: %w", e.Key(), err)
 		}
-		out[k[strings.LastIndexByte(k, '.')+1:]] = &a
+		out[e.Key()[strings.LastIndexByte(e.Key(), '.')+1:]] = &a
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list aborts: %w", err)
 	}
 	return out, nil
 }

@@ -288,13 +288,17 @@ func (r *Runner) handle(ctx context.Context, m *bus.Msg) error {
 		return nil
 	}
 	key := FaultKey(r.cluster, cmd.ID)
-	if existing, err := r.store.Get(ctx, key); err != nil {
-		return err
-	} else if existing != nil {
-		// Our own redelivery after a crash: the record, and with it the
-		// reconciler, already own this fault.
-		log.Info("injector: command already recorded; leaving it to its record", "state", existing.Record.State)
-		return nil
+	if m.Deliveries > 1 {
+		// JetStream delivers this message again (a replica died or timed
+		// out handling it). If it got as far as the record, the record and
+		// the reconciler own the fault. A replay is a new message and is
+		// refused below by its id.
+		if existing, err := r.store.Get(ctx, key); err != nil {
+			return err
+		} else if existing != nil {
+			log.Info("injector: redelivered command already recorded; leaving it to its record", "state", existing.Record.State)
+			return nil
+		}
 	}
 	if err := inj.Check(&cmd); err != nil {
 		r.refuse(ctx, &cmd, guard.Refuse(guard.CodeInvalid, "%v", err))
