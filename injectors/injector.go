@@ -14,6 +14,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
+	"net/http"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -130,4 +132,42 @@ func LabelValue(s string) string {
 	}
 	sum := sha256.Sum256([]byte(s))
 	return "h" + hex.EncodeToString(sum[:20])
+}
+
+type experimentKey struct{}
+
+// WithExperiment marks ctx as acting for an experiment; the injector's API
+// client adds "faultline-experiment/<id>" to the User-Agent of requests made
+// with it, so the analyzers know which experiment a request belongs to
+// (chaos awareness) and the audit log says so too.
+func WithExperiment(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, experimentKey{}, id)
+}
+
+// ExperimentFrom returns the experiment ctx acts for, if any.
+func ExperimentFrom(ctx context.Context) string {
+	id, _ := ctx.Value(experimentKey{}).(string)
+	return id
+}
+
+// UserAgentMarker precedes the experiment id in the User-Agent; it is the
+// analyzers' default experiment_user_agent_marker.
+const UserAgentMarker = "faultline-experiment/"
+
+// ExperimentTransport wraps an API client's transport to add the
+// experiment of each request's context to its User-Agent.
+func ExperimentTransport(rt http.RoundTripper) http.RoundTripper {
+	return experimentRT{rt}
+}
+
+type experimentRT struct{ next http.RoundTripper }
+
+func (e experimentRT) RoundTrip(req *http.Request) (*http.Response, error) {
+	id := ExperimentFrom(req.Context())
+	if id == "" {
+		return e.next.RoundTrip(req)
+	}
+	req = req.Clone(req.Context())
+	req.Header.Set("User-Agent", strings.TrimSpace(req.Header.Get("User-Agent")+" "+UserAgentMarker+id))
+	return e.next.RoundTrip(req)
 }

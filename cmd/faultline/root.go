@@ -28,5 +28,6 @@ Start everything in one process with an embedded NATS server:
 	root.AddCommand(newCollectCommand())
 	root.AddCommand(newAnalyzeCommand(), newRulesCommand())
 	root.AddCommand(newReplayCommand())
+	root.AddCommand(newInjectorCommand(), newInjectCommand(), newFaultCommand())
 	return root
 }

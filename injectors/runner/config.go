@@ -14,7 +14,7 @@ type Config struct {
 	HeartbeatTimeout  time.Duration `yaml:"heartbeat_timeout" doc:"A replica silent this long is dead: another replica (or its own restart) takes over its faults and reverts them by their deadline."`
 	ReconcileInterval time.Duration `yaml:"reconcile_interval" doc:"How often every replica scans the fault records for faults past their deadline, aborted, orphaned or whose experiment stopped heartbeating."`
 	RevertTimeout     time.Duration `yaml:"revert_timeout" doc:"Bound on one revert attempt."`
-	RevertBackoffMax  time.Duration `yaml:"revert_backoff_max" doc:"Longest wait between attempts of a revert that keeps failing (it is retried until it succeeds or a person removes the record with 'faultline fault list' to find it)."`
+	RevertBackoffMax  time.Duration `yaml:"revert_backoff_max" doc:"Longest wait between attempts of a revert that keeps failing (it is retried until it succeeds, or until a person who reverted it by hand runs 'faultline fault forget')."`
 	AbortParallelism  int           `yaml:"abort_parallelism" doc:"Reverts run at once on an abort."`
 }
 

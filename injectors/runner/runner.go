@@ -260,6 +260,7 @@ func (r *Runner) handle(ctx context.Context, m *bus.Msg) error {
 		return bus.Permanent(fmt.Errorf("fault command: %w", err))
 	}
 	log := r.log.With("command", cmd.ID, "experiment", cmd.ExperimentID, "fault", cmd.Fault)
+	ctx = injectors.WithExperiment(ctx, cmd.ExperimentID)
 	if tok := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]; tok != string(cmd.Fault) {
 		r.refuse(ctx, &cmd, guard.Refuse(guard.CodeInvalid, "fault %q arrived on the subject of %q", cmd.Fault, tok))
 		return nil
@@ -447,7 +448,7 @@ func (r *Runner) drive(key string, cmd *schemas.FaultCommand, deadline time.Time
 		r.mu.Unlock()
 		return
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(injectors.WithExperiment(context.Background(), cmd.ExperimentID))
 	r.drivers[key] = cancel
 	r.work.Add(1)
 	r.mu.Unlock()

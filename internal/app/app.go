@@ -290,3 +290,27 @@ func (rt *Runtime) closeBus() error {
 	}
 	return err
 }
+
+// Client connects to an existing bus for the commands people run against a
+// running Faultline (inject, fault): no embedded server, no operations
+// endpoint, logs at warn level unless configured lower.
+func Client(ctx context.Context, cfg config.Config, name string, logOut io.Writer) (*bus.Bus, *slog.Logger, error) {
+	log, err := logging.New(logOut, cfg.Log.Level, cfg.Log.Format)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(cfg.Bus.URLs) == 0 {
+		return nil, nil, fmt.Errorf("%s: needs the bus of a running Faultline: set bus.urls (--bus.urls), e.g. nats://127.0.0.1:4222 of a 'faultline run' with bus.embedded.listen", name)
+	}
+	bo, err := busOptions(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	bo.Name = "faultline-" + name
+	bo.Logger = log
+	b, err := bus.Connect(ctx, bo)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return b, log, nil
+}

@@ -16,6 +16,11 @@ import (
 	"github.com/faultline/faultline/collectors/auditwebhook"
 	"github.com/faultline/faultline/collectors/kubeevents"
 	"github.com/faultline/faultline/collectors/metrics"
+	"github.com/faultline/faultline/injectors/guard"
+	"github.com/faultline/faultline/injectors/netpartition"
+	"github.com/faultline/faultline/injectors/podkill"
+	"github.com/faultline/faultline/injectors/runner"
+	"github.com/faultline/faultline/injectors/starvation"
 )
 
 // Config is the whole configuration. Field docs are in the `doc` tags; they
@@ -29,6 +34,18 @@ type Config struct {
 	Kubernetes Kubernetes `yaml:"kubernetes"`
 	Collectors Collectors `yaml:"collectors"`
 	Analyzers  Analyzers  `yaml:"analyzers"`
+	Injectors  Injectors  `yaml:"injectors"`
+}
+
+// Injectors configures fault injection: the guard rails, the lifecycle and
+// each fault type (whose settings live in its own package).
+type Injectors struct {
+	Enabled            bool                `yaml:"enabled" doc:"Run the injector inside 'faultline run'. Off by default: chaos is opt-in. 'faultline injector' runs it regardless."`
+	Guard              guard.Config        `yaml:"guard"`
+	Lifecycle          runner.Config       `yaml:"lifecycle"`
+	PodKill            podkill.Config      `yaml:"pod_kill"`
+	NetworkPartition   netpartition.Config `yaml:"network_partition"`
+	ResourceStarvation starvation.Config   `yaml:"resource_starvation"`
 }
 
 // Analyzers holds each analyzer's settings; each type lives in the
@@ -150,6 +167,13 @@ func Default() Config {
 			Rules:    rules.DefaultConfig(),
 			Baseline: baseline.DefaultConfig(),
 			Chaos:    analyzers.DefaultChaosConfig(),
+		},
+		Injectors: Injectors{
+			Guard:              guard.DefaultConfig(),
+			Lifecycle:          runner.DefaultConfig(),
+			PodKill:            podkill.DefaultConfig(),
+			NetworkPartition:   netpartition.DefaultConfig(),
+			ResourceStarvation: starvation.DefaultConfig(),
 		},
 		Bus: Bus{
 			Embedded:        Embedded{DataDir: "./data"},

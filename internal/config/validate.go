@@ -153,6 +153,11 @@ func (c *Config) Validate() error {
 		{"analyzers.rules", c.Analyzers.Rules.Validate()},
 		{"analyzers.baseline", c.Analyzers.Baseline.Validate()},
 		{"analyzers.chaos", c.Analyzers.Chaos.Validate()},
+		{"injectors.guard", c.Injectors.Guard.Validate()},
+		{"injectors.lifecycle", c.Injectors.Lifecycle.Validate()},
+		{"injectors.pod_kill", c.Injectors.PodKill.Validate()},
+		{"injectors.network_partition", c.Injectors.NetworkPartition.Validate()},
+		{"injectors.resource_starvation", c.Injectors.ResourceStarvation.Validate()},
 	} {
 		for _, e := range sec.errs {
 			errs = append(errs, fmt.Errorf("%s.%w", sec.path, e))

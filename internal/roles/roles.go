@@ -98,8 +98,8 @@ func CollectorDeps(rt *app.Runtime, p CollectorPlugin, version string) (collecto
 	return d, nil
 }
 
-// EnabledComponents builds every enabled collector and analyzer for
-// `faultline run`.
+// EnabledComponents builds every enabled collector, analyzer and, when
+// enabled, the injector for `faultline run`.
 func EnabledComponents(rt *app.Runtime, version string) ([]app.Component, error) {
 	var out []app.Component
 	for _, p := range Collectors() {
@@ -116,7 +116,15 @@ func EnabledComponents(rt *app.Runtime, version string) ([]app.Component, error)
 	if err != nil {
 		return nil, err
 	}
-	return append(out, as...), nil
+	out = append(out, as...)
+	if rt.Config.Injectors.Enabled {
+		inj, err := NewInjector(rt, version)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, inj)
+	}
+	return out, nil
 }
 
 // NewCollector builds one collector.

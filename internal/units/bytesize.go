@@ -66,3 +66,9 @@ func (b ByteSize) String() string {
 
 // MarshalText prints the size with units.
 func (b ByteSize) MarshalText() ([]byte, error) { return []byte(b.String()), nil }
+
+// Set parses s, so a ByteSize is a command-line flag value.
+func (b *ByteSize) Set(s string) error { return b.UnmarshalText([]byte(s)) }
+
+// Type names the flag value's type in help.
+func (b *ByteSize) Type() string { return "bytes" }
