@@ -324,14 +324,25 @@ func NewWorkload(t testing.TB, kube kubernetes.Interface, ns string, o WorkloadO
 }
 
 // PodSpec is the spec of a test pod bound to node ("" leaves it unbound).
-// Its container never runs: there is no kubelet.
+// It meets the restricted Pod Security Standard, so it may be created in a
+// namespace that enforces it. Its container never runs: there is no
+// kubelet.
 func PodSpec(node string) corev1.PodSpec {
 	return corev1.PodSpec{
 		NodeName:                      node,
 		AutomountServiceAccountToken:  new(false),
 		TerminationGracePeriodSeconds: new(int64(30)),
+		SecurityContext: &corev1.PodSecurityContext{
+			RunAsNonRoot:   new(true),
+			RunAsUser:      new(int64(65532)),
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
 		Containers: []corev1.Container{{
 			Name: "app", Image: "registry.k8s.io/pause:3.10",
+			SecurityContext: &corev1.SecurityContext{
+				AllowPrivilegeEscalation: new(false),
+				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			},
 		}},
 	}
 }
