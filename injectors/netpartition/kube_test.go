@@ -434,3 +434,28 @@ func TestNewAndCheck(t *testing.T) {
 		t.Error("revert of a pod-kill record succeeded")
 	}
 }
+
+// Another partition labelling a target between plan and apply makes Apply
+// fail for that pod (its label is never replaced), and the revert that
+// follows leaves it alone.
+func TestApplyKeepsALabelPutSincePlan(t *testing.T) {
+	e := setup(t, 2)
+	ctx := injectortest.Context(t, injectortest.Timeout)
+	cmd := command(e.ns, e.w.Pods, schemas.NetworkPartitionParams{Direction: schemas.DirectionBoth})
+	p := e.plan(t, cmd, e.w.Pods)
+	if _, err := e.admin.CoreV1().Pods(e.ns).Patch(ctx, "shop-1", types.MergePatchType,
+		[]byte(`{"metadata":{"labels":{"`+key+`":"other-command"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	err := e.inj.Apply(ctx, p)
+	if err == nil || !strings.Contains(err.Error(), "pod "+e.ns+"/shop-1: already partitioned ("+key+"=other-command)") {
+		t.Fatalf("apply: %v", err)
+	}
+	if _, err := e.admin.NetworkingV1().NetworkPolicies(e.ns).Get(ctx, netpartition.PolicyName(cmd.ID), metav1.GetOptions{}); err == nil {
+		t.Error("the policy was created although labelling failed")
+	}
+	e.revert(t, &p.Revert)
+	if got := e.labels(t); !slices.Equal(got, []string{"", "other-command"}) {
+		t.Errorf("labels after revert %q", got)
+	}
+}

@@ -244,35 +244,48 @@ func (i *Injector) Apply(ctx context.Context, p *injectors.Plan) error {
 	return nil
 }
 
-// label puts the partition label on one pod with a merge patch that also
-// states the pod's UID, which the API server refuses to change: a pod
-// replaced by another of the same name since the plan is not labelled. A
-// pod that is gone or replaced is skipped: it cannot be partitioned and
-// needs no revert.
+// label puts the partition label on one pod. It reads the pod first and
+// patches with its resourceVersion and UID, so the label goes only on the
+// target itself (not a replacement of the same name) and never replaces
+// another command's partition label put since the plan. A pod that is gone
+// or replaced is skipped: it cannot be partitioned and needs no revert.
 func (i *Injector) label(ctx context.Context, o schemas.ObjectRef, d RevertData) error {
-	meta := map[string]any{"labels": map[string]string{d.LabelKey: d.LabelValue}}
-	if o.UID != "" {
-		meta["uid"] = o.UID
-	}
-	patch, err := json.Marshal(map[string]any{"metadata": meta})
-	if err != nil {
-		return err
-	}
 	pods := i.kube.CoreV1().Pods(o.Namespace)
-	_, err = pods.Patch(ctx, o.Name, types.MergePatchType, patch, metav1.PatchOptions{})
-	if err == nil {
-		return nil
+	for attempt := 0; ; attempt++ {
+		cur, err := pods.Get(ctx, o.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			i.log.Info("target pod gone before it was labelled", "pod", o.Namespace+"/"+o.Name)
+			return nil
+		case err != nil:
+			return fmt.Errorf("pod %s/%s: %w", o.Namespace, o.Name, err)
+		case o.UID != "" && string(cur.UID) != o.UID:
+			i.log.Info("target pod replaced before it was labelled; the replacement is left alone", "pod", o.Namespace+"/"+o.Name)
+			return nil
+		}
+		switch v, ok := cur.Labels[d.LabelKey]; {
+		case ok && v == d.LabelValue:
+			return nil
+		case ok:
+			return fmt.Errorf("pod %s/%s: already partitioned (%s=%s)", o.Namespace, o.Name, d.LabelKey, v)
+		}
+		patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+			"uid":             cur.UID,
+			"resourceVersion": cur.ResourceVersion,
+			"labels":          map[string]string{d.LabelKey: d.LabelValue},
+		}})
+		if err != nil {
+			return err
+		}
+		_, err = pods.Patch(ctx, o.Name, types.MergePatchType, patch, metav1.PatchOptions{})
+		switch {
+		case err == nil:
+			return nil
+		case (apierrors.IsConflict(err) || apierrors.IsNotFound(err)) && attempt < 5:
+			continue // changed or deleted since the Get: look again
+		}
+		return fmt.Errorf("pod %s/%s: %w", o.Namespace, o.Name, err)
 	}
-	cur, gerr := pods.Get(ctx, o.Name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(gerr):
-		i.log.Info("target pod gone before it was labelled", "pod", o.Namespace+"/"+o.Name)
-		return nil
-	case gerr == nil && o.UID != "" && string(cur.UID) != o.UID:
-		i.log.Info("target pod replaced before it was labelled; the replacement is left alone", "pod", o.Namespace+"/"+o.Name)
-		return nil
-	}
-	return fmt.Errorf("pod %s/%s: %w", o.Namespace, o.Name, err)
 }
 
 // Revert deletes the NetworkPolicy, waits until the API server no longer
