@@ -100,7 +100,7 @@ func (f *markerFault) Revert(ctx context.Context, r *injectors.Revert) error {
 // env is one test's world: a bus, a cluster namespace with a workload, a
 // signing key and the statuses published.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	bus     *bus.Bus
 	kube    kubernetes.Interface
 	ns      string
@@ -108,19 +108,30 @@ type env struct {
 	key     nkeys.KeyPair
 	cluster string
 
+	// faults, when set, replaces the marker fault with real fault types.
+	faults func() []injectors.Injector
+
 	mu       sync.Mutex
 	statuses []*schemas.FaultStatus
 }
 
-func newEnv(t *testing.T, replicas int) *env {
+func newEnv(t testing.TB, replicas int) *env {
+	return newEnvOn(t, replicas, 1)
+}
+
+// newEnvOn spreads the workload over nodes nodes.
+func newEnvOn(t testing.TB, replicas, nodes int) *env {
 	t.Helper()
 	c := cluster.Get(t)
 	b, _ := bustest.Start(t)
 	kube := injectortest.Admin(t, c)
 	e := &env{t: t, bus: b, kube: kube, cluster: "test"}
 	e.ns = injectortest.Namespace(t, kube, injectortest.NamespaceOptions{OptIn: true})
-	nodes := injectortest.Nodes(t, kube, injectortest.Name("node-"))
-	e.work = injectortest.NewWorkload(t, kube, e.ns, injectortest.WorkloadOptions{Name: "shop", Replicas: replicas, Nodes: nodes})
+	names := make([]string, nodes)
+	for i := range names {
+		names[i] = injectortest.Name("node-")
+	}
+	e.work = injectortest.NewWorkload(t, kube, e.ns, injectortest.WorkloadOptions{Name: "shop", Replicas: replicas, Nodes: injectortest.Nodes(t, kube, names...)})
 	var err error
 	if e.key, err = signing.NewKey(); err != nil {
 		t.Fatal(err)
@@ -184,8 +195,12 @@ func (e *env) start(mut func(*Config, *guard.Config)) *replica {
 		e.t.Fatal(err)
 	}
 	f := &markerFault{kube: e.kube}
+	faults := []injectors.Injector{f}
+	if e.faults != nil {
+		faults = e.faults()
+	}
 	reg := prometheus.NewRegistry()
-	r, err := New(Options{Config: rc, Guard: g, Injectors: []injectors.Injector{f}, Bus: e.bus, Cluster: e.cluster,
+	r, err := New(Options{Config: rc, Guard: g, Injectors: faults, Bus: e.bus, Cluster: e.cluster,
 		Log: injectortest.Logger(), Metrics: reg})
 	if err != nil {
 		e.t.Fatal(err)
@@ -203,7 +218,7 @@ func (e *env) start(mut func(*Config, *guard.Config)) *replica {
 	return rep
 }
 
-func (rep *replica) stop(t *testing.T) {
+func (rep *replica) stop(t testing.TB) {
 	if rep.cancel == nil {
 		return
 	}
@@ -233,11 +248,13 @@ func (e *env) command(n int, d time.Duration, mut func(*schemas.FaultCommand)) *
 	if mut != nil {
 		mut(c)
 	}
-	if err := signing.Sign(c, e.key); err != nil {
+	if err := signCommand(c, e); err != nil {
 		e.t.Fatal(err)
 	}
 	return c
 }
+
+func signCommand(c *schemas.FaultCommand, e *env) error { return signing.Sign(c, e.key) }
 
 func (e *env) publish(c *schemas.FaultCommand) {
 	e.t.Helper()

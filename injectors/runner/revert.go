@@ -67,7 +67,7 @@ func (r *Runner) revertOnce(ctx context.Context, key, cause, reason string) erro
 			return err
 		}
 		start := time.Now()
-		actx, cancel := context.WithTimeout(injectors.WithExperiment(ctx, rec.Command.ExperimentID), r.cfg.RevertTimeout)
+		actx, cancel := context.WithTimeout(injectors.WithRevert(injectors.WithExperiment(ctx, rec.Command.ExperimentID)), r.cfg.RevertTimeout)
 		err = inj.Revert(actx, &rec.Revert)
 		cancel()
 		r.m.revertSeconds.Observe(time.Since(start).Seconds())

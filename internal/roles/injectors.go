@@ -49,6 +49,7 @@ func NewInjector(rt *app.Runtime, version string) (*runner.Runner, error) {
 		return nil, fmt.Errorf("injector: %w", err)
 	}
 	rc.Wrap(injectors.ExperimentTransport)
+	rc.RateLimiter = injectors.NewRateLimiter(rc.QPS, rc.Burst)
 	kc, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("injector: kubernetes client: %w", err)
