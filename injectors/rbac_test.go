@@ -194,4 +194,3 @@ func unwrapStatus(err error) error {
 	}
 	return err
 }
-
