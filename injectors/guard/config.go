@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/faultline/faultline/injectors/signing"
 )
 
 // Config holds the guard rails every injector shares.
@@ -73,6 +75,9 @@ func (c Config) Validate() []error {
 	}
 	if c.MaxCommandAge <= 0 || c.MaxCommandAge+c.ClockSkew >= ReplayWindow {
 		errs = append(errs, fmt.Errorf("max_command_age: %v must be positive and, with clock_skew, under %v", c.MaxCommandAge, ReplayWindow))
+	}
+	if _, err := signing.NewTrusted(c.TrustedKeys); err != nil {
+		errs = append(errs, fmt.Errorf("trusted_keys: %w", err))
 	}
 	if c.ClockSkew < 0 {
 		errs = append(errs, fmt.Errorf("clock_skew: must not be negative"))
