@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
 
+	"github.com/faultline/faultline/internal/jsonscan"
 	"github.com/faultline/faultline/schemas"
 )
 
@@ -38,12 +39,10 @@ func (u *User) Extra() map[string][]string {
 		return nil
 	}
 	out := map[string][]string{}
-	_, _ = eachMember(u.extra, 0, func(key []byte, vs, ve int) error {
-		k, kok := str(u.extra[keyStart(u.extra, key):keyEnd(u.extra, key)])
-		if l, ok := strList(u.extra[vs:ve]); ok && kok {
+	each(u.extra, func(k string, v []byte) {
+		if l, ok := strList(v); ok {
 			out[k] = l
 		}
-		return nil
 	})
 	return out
 }
@@ -90,6 +89,11 @@ type Event struct {
 	tail    int
 	tailErr error
 	trusted bool // the input's syntax was checked before Parse
+	// rank is the order (see order) of the last known field read;
+	// unordered tells that a field came after one that follows it in the
+	// API server's order.
+	rank      int8
+	unordered bool
 
 	once struct {
 		req, resp, annot, times, query, tail sync.Once
@@ -103,6 +107,9 @@ type Event struct {
 
 // ErrNotAuditEvent is schemas.ErrNotAuditEvent: every Parse error wraps it.
 var ErrNotAuditEvent = schemas.ErrNotAuditEvent
+
+// errEventList is Parse's error for an EventList.
+var errEventList = errors.New(`kind is "EventList", want Event`)
 
 // Parse reads one audit event (audit.k8s.io/v1 or v1beta1). raw is kept, not
 // copied: the caller must not change it while the Event is in use. The error
@@ -122,32 +129,40 @@ func ParseValid(raw []byte) (*Event, error) {
 func parse(raw []byte, trusted bool) (*Event, error) {
 	ev := &Event{Raw: raw, tail: -1, trusted: trusted}
 	if err := ev.parse(trusted); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotAuditEvent, err)
+		return nil, fmt.Errorf("%w: %w", ErrNotAuditEvent, err)
 	}
 	return ev, nil
 }
 
 func (ev *Event) parse(trusted bool) error {
 	b := ev.Raw
-	start := skipSpace(b, 0)
+	start := jsonscan.SkipSpace(b, 0)
 	if start >= len(b) || b[start] != '{' {
 		return errors.New("not a JSON object")
 	}
-	var stop func(key []byte) bool
+	var stop func(m jsonscan.Member) bool
 	if trusted {
 		// The request and response objects are most of an event and most
 		// rules never look at them: leave them, and what follows them,
-		// for later (completeTail).
-		stop = func(key []byte) bool { return string(key) == "requestObject" || string(key) == "responseObject" }
+		// for later (completeTail). The API server writes every field
+		// read eagerly before them; an event whose members came in
+		// another order (keys sorted by some tool) is read whole, since
+		// its user or objectRef may follow them.
+		// Stopping needs the members so far in that order, up to the user
+		// at least (every event has one).
+		stop = func(m jsonscan.Member) bool {
+			k := b[m.Key:m.KeyEnd]
+			return !ev.unordered && ev.rank >= order("user") && (string(k) == `"requestObject"` || string(k) == `"responseObject"`)
+		}
 	}
-	end, stoppedAt, err := membersFrom(b, start+1, trusted, stop, ev.member)
+	end, stoppedAt, err := jsonscan.MembersFrom(b, start+1, trusted, stop, ev.member)
 	if err != nil {
 		return err
 	}
 	if stoppedAt >= 0 {
 		ev.tail = stoppedAt
-	} else if i := skipSpace(b, end); i != len(b) {
-		return syntax(i, "data after the event")
+	} else if err := jsonscan.Trailing(b, end); err != nil {
+		return err
 	}
 	if err := ev.checkHead(); err != nil {
 		return err
@@ -158,17 +173,79 @@ func (ev *Event) parse(trusted bool) error {
 	return nil
 }
 
-// member decodes one top-level member.
-func (ev *Event) member(key []byte, vs, ve int) error {
-	v := ev.Raw[vs:ve]
+// order is the rank of each field in the API server's member order (the
+// field order of auditv1.Event); 0 for other fields.
+func order(name string) int8 {
+	switch name {
+	case "kind":
+		return 1
+	case "apiVersion":
+		return 2
+	case "level":
+		return 3
+	case "auditID":
+		return 4
+	case "stage":
+		return 5
+	case "requestURI":
+		return 6
+	case "verb":
+		return 7
+	case "user":
+		return 8
+	case "impersonatedUser":
+		return 9
+	case "sourceIPs":
+		return 10
+	case "userAgent":
+		return 11
+	case "objectRef":
+		return 12
+	case "responseStatus":
+		return 13
+	case "requestObject":
+		return 14
+	case "responseObject":
+		return 15
+	case "requestReceivedTimestamp":
+		return 16
+	case "stageTimestamp":
+		return 17
+	case "annotations":
+		return 18
+	}
+	return 0
+}
+
+// member decodes one top-level member. Its value's syntax was checked (or
+// the input is known to be valid).
+func (ev *Event) member(m jsonscan.Member) error {
+	v := ev.Raw[m.Val:m.ValEnd]
+	name := m.Name(ev.Raw)
+	if r := order(string(name)); r > 0 {
+		if ev.tail >= 0 && r < order("requestObject") {
+			// Read after the event was handed out (completeTail): the
+			// fields before the objects were read then and stay as they
+			// are (the event is not changed under its readers).
+			return nil
+		}
+		if r <= ev.rank {
+			ev.unordered = true
+		}
+		ev.rank = r
+	}
 	var ok bool
-	switch string(key) {
+	switch string(name) {
 	case "kind":
 		if isNull(v) {
 			return nil
 		}
 		if ev.kind, ok = str(v); !ok {
 			return fmt.Errorf("kind is %s, want \"Event\"", clip(v))
+		}
+		if ev.kind == "EventList" {
+			// Not an event: stop here (a reader splits it instead).
+			return errEventList
 		}
 	case "apiVersion":
 		if isNull(v) {
@@ -198,24 +275,24 @@ func (ev *Event) member(key []byte, vs, ve int) error {
 			return errors.New("sourceIPs is not a list of strings")
 		}
 	case "user":
-		return parseUser(v, &ev.User, "user", ev.trusted)
+		return parseUser(v, &ev.User, "user")
 	case "impersonatedUser":
 		if isNull(v) {
 			return nil
 		}
 		ev.Impersonated = &User{}
-		return parseUser(v, ev.Impersonated, "impersonatedUser", ev.trusted)
+		return parseUser(v, ev.Impersonated, "impersonatedUser")
 	case "objectRef":
 		if isNull(v) {
 			return nil
 		}
 		ev.HasObjectRef = true
-		return parseObjectRef(v, &ev.ObjectRef, ev.trusted)
+		return parseObjectRef(v, &ev.ObjectRef)
 	case "responseStatus":
 		if isNull(v) {
 			return nil
 		}
-		return parseStatus(v, &ev.Code, ev.trusted)
+		return parseStatus(v, &ev.Code)
 	case "requestObject":
 		ev.reqObj = nullable(v)
 	case "responseObject":
@@ -273,11 +350,9 @@ func (ev *Event) completeTail() error {
 			return
 		}
 		b := ev.Raw
-		end, _, err := membersFrom(b, ev.tail, true, nil, ev.member)
+		end, _, err := jsonscan.MembersFrom(b, ev.tail, true, nil, ev.member)
 		if err == nil {
-			if i := skipSpace(b, end); i != len(b) {
-				err = syntax(i, "data after the event")
-			}
+			err = jsonscan.Trailing(b, end)
 		}
 		if err == nil {
 			err = ev.checkTail()
@@ -321,16 +396,18 @@ func nullable(v []byte) []byte {
 	return v
 }
 
-func parseUser(v []byte, u *User, name string, trusted bool) error {
+// parseUser, parseObjectRef and parseStatus read small objects whose
+// syntax was checked with the event's (or is known to be valid).
+func parseUser(v []byte, u *User, name string) error {
 	if isNull(v) {
 		return nil
 	}
 	if v[0] != '{' {
 		return fmt.Errorf("%s is not an object", name)
 	}
-	_, err := members(v, 0, trusted, func(key []byte, vs, ve int) error {
-		x := v[vs:ve]
-		switch string(key) {
+	_, err := jsonscan.Members(v, 0, true, func(m jsonscan.Member) error {
+		x := v[m.Val:m.ValEnd]
+		switch string(m.Name(v)) {
 		case "username":
 			return field(x, name+".username", &u.Username)
 		case "uid":
@@ -351,13 +428,13 @@ func parseUser(v []byte, u *User, name string, trusted bool) error {
 	return err
 }
 
-func parseObjectRef(v []byte, r *ObjectRef, trusted bool) error {
+func parseObjectRef(v []byte, r *ObjectRef) error {
 	if v[0] != '{' {
 		return errors.New("objectRef is not an object")
 	}
-	_, err := members(v, 0, trusted, func(key []byte, vs, ve int) error {
-		x := v[vs:ve]
-		switch string(key) {
+	_, err := jsonscan.Members(v, 0, true, func(m jsonscan.Member) error {
+		x := v[m.Val:m.ValEnd]
+		switch string(m.Name(v)) {
 		case "resource":
 			return field(x, "objectRef.resource", &r.Resource)
 		case "namespace":
@@ -378,15 +455,15 @@ func parseObjectRef(v []byte, r *ObjectRef, trusted bool) error {
 	return err
 }
 
-func parseStatus(v []byte, code *int, trusted bool) error {
+func parseStatus(v []byte, code *int) error {
 	if v[0] != '{' {
 		return errors.New("responseStatus is not an object")
 	}
-	_, err := members(v, 0, trusted, func(key []byte, vs, ve int) error {
-		if string(key) != "code" {
+	_, err := jsonscan.Members(v, 0, true, func(m jsonscan.Member) error {
+		if string(m.Name(v)) != "code" {
 			return nil
 		}
-		x := v[vs:ve]
+		x := v[m.Val:m.ValEnd]
 		if isNull(x) {
 			return nil
 		}
@@ -454,9 +531,9 @@ func decodeAny(raw []byte, name string) (any, error) {
 	if len(raw) == 0 {
 		return nil, nil
 	}
-	v, end, err := decodeValue(raw, 0, 0)
-	if err == nil && skipSpace(raw, end) != len(raw) {
-		err = syntax(end, "data after the value")
+	v, end, err := jsonscan.Value(raw, 0, true)
+	if err == nil {
+		err = jsonscan.Trailing(raw, end)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("decode %s: %w", name, err)
@@ -473,12 +550,10 @@ func (ev *Event) Annotations() map[string]string {
 		if len(ev.annot) == 0 {
 			return
 		}
-		_, _ = eachMember(ev.annot, 0, func(key []byte, vs, ve int) error {
-			k, kok := str(ev.annot[keyStart(ev.annot, key):keyEnd(ev.annot, key)])
-			if v, ok := str(ev.annot[vs:ve]); ok && kok {
-				ev.annotations[k] = v
+		each(ev.annot, func(k string, v []byte) {
+			if s, ok := str(v); ok {
+				ev.annotations[k] = s
 			}
-			return nil
 		})
 	})
 	return ev.annotations
@@ -555,11 +630,6 @@ func (ev *Event) Upstream() *auditv1.Event {
 }
 
 func typesUID(s string) types.UID { return types.UID(s) }
-
-// keyStart and keyEnd widen a key slice (which aliases b, without its
-// quotes) back to the quoted token.
-func keyStart(b, key []byte) int { return cap(b) - cap(key) - 1 }
-func keyEnd(b, key []byte) int   { return keyStart(b, key) + len(key) + 2 }
 
 func toUserInfo(u User) authnv1.UserInfo {
 	info := authnv1.UserInfo{Username: u.Username, UID: u.UID, Groups: u.Groups}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/faultline/faultline/internal/jsonscan"
 	"github.com/faultline/faultline/schemas"
 )
 
@@ -142,14 +143,14 @@ func (r *Reader) firstLineComplete() bool {
 	for n := 4096; ; n *= 2 {
 		buf, err := r.br.Peek(n)
 		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
-			end, serr := skipValue(buf[:i], 0, 0)
-			return serr == nil && skipSpace(buf[:i], end) == i
+			end, serr := jsonscan.Skip(buf[:i], 0, 0)
+			return serr == nil && jsonscan.SkipSpace(buf[:i], end) == i
 		}
 		if err != nil || n >= r.br.Size() {
 			// One line up to the end of the input (or a huge first line):
 			// treat as lines; a line that is not complete is rejected.
-			end, serr := skipValue(buf, 0, 0)
-			if serr == nil && skipSpace(buf, end) == len(buf) {
+			end, serr := jsonscan.Skip(buf, 0, 0)
+			if serr == nil && jsonscan.SkipSpace(buf, end) == len(buf) {
 				return true
 			}
 			return err != nil && !errors.Is(err, bufio.ErrBufferFull)
@@ -184,8 +185,8 @@ func (r *Reader) readLine() {
 		n := r.line
 		if tooLong {
 			r.reject(n, fmt.Errorf("%w: line longer than %d bytes", ErrNotAuditEvent, r.maxLine))
-		} else if len(bytes.TrimSpace(line)) > 0 {
-			r.items(line, n, false)
+		} else if line = bytes.TrimSpace(line); len(line) > 0 {
+			r.lineItems(line, n)
 		}
 		if errors.Is(err, io.EOF) {
 			r.err = io.EOF
@@ -206,6 +207,24 @@ func (r *Reader) readDocument() {
 	}
 	r.items(data, r.line+1, true)
 	r.err = io.EOF
+}
+
+// lineItems reads one line of JSON lines. Nearly always it is one event:
+// that is checked and parsed in a single pass (Parse). An EventList or an
+// array on one line is split into its events.
+func (r *Reader) lineItems(line []byte, n int) {
+	if line[0] == '{' {
+		ev, err := Parse(line)
+		if err == nil {
+			r.pending = append(r.pending, item{ev: ev, line: n})
+			return
+		}
+		if !errors.Is(err, errEventList) {
+			r.reject(n, err)
+			return
+		}
+	}
+	r.items(line, n, false)
 }
 
 // items splits one document (a line or the whole input) into events.
