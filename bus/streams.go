@@ -149,6 +149,9 @@ const (
 	// day, so a replayed command is refused and an aborted experiment
 	// stays aborted for every replica, even one that missed the abort.
 	BucketFaultCommands = "faultline_fault_commands"
+	// BucketExperiments holds the experiment runs in progress, written by
+	// their runner and read by the steady-state analyzer.
+	BucketExperiments = "faultline_experiments"
 )
 
 // FaultCommandMemory is how long BucketFaultCommands remembers.
@@ -161,6 +164,7 @@ func KVLayout() []KVSpec {
 		{Bucket: BucketFaults, Description: "active faults with their deadline and revert record", History: 5},
 		{Bucket: BucketState, Description: "analyzer state shared by replicas; heartbeats", History: 1},
 		{Bucket: BucketFaultCommands, Description: "fault command ids and aborts, for replay detection", History: 1, TTL: FaultCommandMemory},
+		{Bucket: BucketExperiments, Description: "experiment runs in progress and their steady-state evaluation", History: 1},
 	}
 }
 

@@ -74,6 +74,13 @@ func DeviationSubject(cluster, experiment string) string {
 	return join(PrefixDeviation, Token(cluster), Token(experiment))
 }
 
+// ExperimentReportSubject is where an experiment run's final report goes:
+// beside its deviations, one token deeper so deviation subscribers
+// (fl.deviation.<cluster>.*) do not get it.
+func ExperimentReportSubject(cluster, experiment string) string {
+	return join(PrefixDeviation, Token(cluster), Token(experiment), "report")
+}
+
 // FaultCommandSubject is where commands for one fault type are sent.
 func FaultCommandSubject(cluster, fault string) string {
 	return join(PrefixFaultCmd, Token(cluster), Token(fault))
