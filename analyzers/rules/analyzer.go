@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -25,9 +26,13 @@ type Analyzer struct {
 }
 
 // New compiles the configured rules. A rule file with an error is refused
-// here, with its path, rule id and the CEL error.
-func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Analyzer, error) {
-	e, err := Compile(cfg.Options())
+// here, with its path, rule id and the CEL error. windows keeps the state
+// of windowed rules: a KVWindowStore shares it between the replicas of
+// the analyzer and keeps it across restarts; nil keeps it in memory.
+func New(cfg Config, windows WindowStore, log *slog.Logger, reg prometheus.Registerer) (*Analyzer, error) {
+	opts := cfg.Options()
+	opts.Windows = windows
+	e, err := Compile(opts)
 	if err != nil {
 		return nil, fmt.Errorf("rules analyzer: %w", err)
 	}
@@ -48,6 +53,15 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Analyzer, er
 			Name: "faultline_rules_loaded",
 			Help: "Rules compiled and running.",
 		}, func() float64 { return float64(len(e.Rules())) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "faultline_rules_window_kv_conflicts_total",
+			Help: "Window writes to JetStream KV that met another replica's write and were applied again.",
+		}, func() float64 {
+			if kv, ok := e.Windows().(*KVWindowStore); ok {
+				return float64(kv.Conflicts())
+			}
+			return 0
+		}),
 	); err != nil {
 		return nil, fmt.Errorf("rules analyzer: register metrics: %w", err)
 	}
@@ -65,8 +79,13 @@ func (a *Analyzer) Engine() *Engine { return a.engine }
 func (a *Analyzer) Name() string { return Name }
 
 // Analyze evaluates the rules and builds a finding per rule that fired.
-func (a *Analyzer) Analyze(_ context.Context, in *analyzers.Input) ([]*schemas.Finding, error) {
-	hits := a.engine.Evaluate(in.Event)
+// An error (the shared window store unreachable) means the event must be
+// analysed again.
+func (a *Analyzer) Analyze(ctx context.Context, in *analyzers.Input) ([]*schemas.Finding, error) {
+	hits, err := a.engine.Evaluate(ctx, in.Event)
+	if err != nil {
+		return nil, err
+	}
 	if len(hits) == 0 {
 		return nil, nil
 	}
@@ -93,4 +112,29 @@ func (a *Analyzer) Analyze(_ context.Context, in *analyzers.Input) ([]*schemas.F
 		out = append(out, f)
 	}
 	return out, nil
+}
+
+// Background sweeps the shared window store while the analyzer runs (the
+// runner starts it): windows not written for twice the longest window (at
+// least 10 minutes) are forgotten, and a rule keeps at most
+// window_max_keys keys. With windows in memory it only waits.
+func (a *Analyzer) Background(ctx context.Context) error {
+	kv, ok := a.engine.Windows().(*KVWindowStore)
+	if !ok || a.engine.MaxWindow() == 0 {
+		<-ctx.Done()
+		return nil
+	}
+	idle := max(2*a.engine.MaxWindow(), 10*time.Minute)
+	t := time.NewTicker(max(a.engine.MaxWindow(), time.Minute))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := kv.Sweep(ctx, idle, a.engine.windowLimit); err != nil && ctx.Err() == nil {
+				a.log.Warn("rules: sweeping windows failed; trying again later", "err", err)
+			}
+		}
+	}
 }

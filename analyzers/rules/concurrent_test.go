@@ -1,6 +1,7 @@
 package rules_test
 
 import (
+	"context"
 	"sync"
 	"testing"
 
@@ -24,7 +25,11 @@ func TestConcurrentEvaluation(t *testing.T) {
 	want := 0
 	for _, raw := range events {
 		ev, _ := audit.Parse(raw)
-		want += len(e.Fresh().Evaluate(ev))
+		hits, err := e.Fresh().Evaluate(context.Background(), ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want += len(hits)
 	}
 	var wg sync.WaitGroup
 	for g := range 4 {
@@ -37,7 +42,12 @@ func TestConcurrentEvaluation(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				for _, h := range e.Evaluate(ev) {
+				hits, err := e.Evaluate(context.Background(), ev)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for _, h := range hits {
 					_ = h.Message
 					_, _ = ev.RequestObject()
 				}

@@ -1,9 +1,9 @@
 package rules
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,6 +32,10 @@ type Options struct {
 	// WindowMaxKeys bounds the keys each windowed rule tracks (default
 	// 10000); beyond it the least recently seen keys are forgotten.
 	WindowMaxKeys int
+	// Windows keeps the windows' state (nil: in memory, bounded by
+	// WindowMaxKeys). The analyzer of `faultline analyze` and `run` keeps
+	// it in JetStream KV (KVWindowStore), shared by its replicas.
+	Windows WindowStore
 	// DedupeSize bounds the audit ids remembered between a request's
 	// ResponseStarted and ResponseComplete events (default 65536).
 	DedupeSize int
@@ -98,16 +102,24 @@ type Hit struct {
 type Engine struct {
 	rules []*Rule
 	lists map[string][]string
+	index *ruleIndex
 
-	idxMu sync.RWMutex
-	index map[idxKey][]*Rule
-
-	dedupe *idSet
+	dedupe  *idSet
+	windows WindowStore
 
 	evalErrors  atomic.Uint64
-	evictions   atomic.Uint64
+	evictions   atomic.Uint64 // of the in-memory window store
 	actPool     sync.Pool
 	windowLimit int
+	dedupeSize  int
+}
+
+// ruleIndex maps a (verb, resource, subresource) to the rules whose match
+// admits it, filled as events come. It depends on the rules only, so the
+// fresh engines of one compiled ruleset share it.
+type ruleIndex struct {
+	mu sync.RWMutex
+	m  map[idxKey][]*Rule
 }
 
 type idxKey struct{ verb, res, sub string }
@@ -135,12 +147,17 @@ func Compile(opts Options) (*Engine, error) {
 	}
 	e := &Engine{
 		lists:       m.lists,
-		index:       map[idxKey][]*Rule{},
+		index:       &ruleIndex{m: map[idxKey][]*Rule{}},
 		dedupe:      newIDSet(opts.DedupeSize),
 		windowLimit: opts.WindowMaxKeys,
+		dedupeSize:  opts.DedupeSize,
+		windows:     opts.Windows,
 	}
 	if e.windowLimit <= 0 {
 		e.windowLimit = 10000
+	}
+	if e.windows == nil {
+		e.windows = NewMemoryWindowStore(e.windowLimit, &e.evictions)
 	}
 	e.actPool.New = func() any { return &activation{} }
 	var errs []error
@@ -195,7 +212,7 @@ func (e *Engine) compileRule(env *cel.Env, s *RuleSpec, ruleset string) (*Rule, 
 	}
 	if w := s.Window; w != nil {
 		d, _ := time.ParseDuration(w.Duration)
-		win := &window{dur: d, count: w.Count, keys: map[string]*winState{}, limit: e.windowLimit, evictions: &e.evictions}
+		win := &window{dur: d, count: w.Count}
 		if win.key, err = compileExpr(env, w.Key, nil); err != nil {
 			errs = append(errs, fmt.Errorf("window.key: %w", err))
 		}
@@ -280,16 +297,38 @@ func (e *Engine) Rule(id string) *Rule {
 func (e *Engine) Lists() map[string][]string { return e.lists }
 
 // EvalErrors counts rule evaluations that failed at run time (treated as
-// no match), WindowEvictions the window keys forgotten at the bound.
-func (e *Engine) EvalErrors() uint64      { return e.evalErrors.Load() }
-func (e *Engine) WindowEvictions() uint64 { return e.evictions.Load() }
+// no match).
+func (e *Engine) EvalErrors() uint64 { return e.evalErrors.Load() }
+
+// WindowEvictions counts the window keys forgotten at the bound.
+func (e *Engine) WindowEvictions() uint64 {
+	if kv, ok := e.windows.(*KVWindowStore); ok {
+		return kv.Evictions()
+	}
+	return e.evictions.Load()
+}
+
+// Windows is the engine's window store.
+func (e *Engine) Windows() WindowStore { return e.windows }
+
+// MaxWindow is the longest window of the rules (0: none is windowed).
+func (e *Engine) MaxWindow() time.Duration {
+	var d time.Duration
+	for _, r := range e.rules {
+		if r.window != nil {
+			d = max(d, r.window.dur)
+		}
+	}
+	return d
+}
 
 // candidates returns the rules whose match admits the event.
 func (e *Engine) candidates(ev *audit.Event) []*Rule {
 	k := idxKey{ev.Verb, ev.ObjectRef.Resource, ev.ObjectRef.Subresource}
-	e.idxMu.RLock()
-	rs, ok := e.index[k]
-	e.idxMu.RUnlock()
+	idx := e.index
+	idx.mu.RLock()
+	rs, ok := idx.m[k]
+	idx.mu.RUnlock()
 	if ok {
 		return rs
 	}
@@ -311,11 +350,12 @@ func (e *Engine) candidates(ev *audit.Event) []*Rule {
 		}
 		rs = append(rs, r)
 	}
-	e.idxMu.Lock()
-	if len(e.index) < maxIndexEntries {
-		e.index[k] = rs
+	idx.mu.Lock()
+	if len(idx.m) < maxIndexEntries {
+		// The key's strings are views of the event: copies are kept.
+		idx.m[idxKey{strings.Clone(k.verb), strings.Clone(k.res), strings.Clone(k.sub)}] = rs
 	}
-	e.idxMu.Unlock()
+	idx.mu.Unlock()
 	return rs
 }
 
@@ -324,20 +364,24 @@ func (e *Engine) candidates(ev *audit.Event) []*Rule {
 // A request is evaluated once: RequestReceived events are skipped, and the
 // ResponseComplete event of a request whose ResponseStarted event was
 // evaluated (watches, exec, port-forward) is skipped too.
-func (e *Engine) Evaluate(ev *audit.Event) []Hit {
+//
+// An error comes only from the window store (a shared store that cannot be
+// reached): the event must be evaluated again later. Windows count each
+// event once, however often it is evaluated.
+func (e *Engine) Evaluate(ctx context.Context, ev *audit.Event) ([]Hit, error) {
 	switch ev.Stage {
 	case "RequestReceived":
-		return nil
+		return nil, nil
 	case "ResponseStarted":
 		e.dedupe.add(ev.AuditID)
 	default:
 		if e.dedupe.take(ev.AuditID) {
-			return nil
+			return nil, nil
 		}
 	}
 	rs := e.candidates(ev)
 	if len(rs) == 0 {
-		return nil
+		return nil, nil
 	}
 	act := e.actPool.Get().(*activation)
 	*act = activation{ev: ev, sys: e.lists["system_identities"]}
@@ -367,7 +411,10 @@ func (e *Engine) Evaluate(ev *audit.Event) []Hit {
 		}
 		h := Hit{Rule: r}
 		if r.window != nil {
-			fired, n := e.windowAdd(r, act, ev)
+			fired, n, err := e.windowAdd(ctx, r, act, ev)
+			if err != nil {
+				return nil, err
+			}
 			if !fired {
 				continue
 			}
@@ -376,7 +423,7 @@ func (e *Engine) Evaluate(ev *audit.Event) []Hit {
 		h.Message = e.message(r, act, ev)
 		hits = append(hits, h)
 	}
-	return hits
+	return hits, nil
 }
 
 func (e *Engine) excepted(r *Rule, act *activation) bool {
@@ -412,23 +459,33 @@ func stringsOf(v ref.Val) []string {
 	return nil
 }
 
-func (e *Engine) windowAdd(r *Rule, act *activation, ev *audit.Event) (bool, int) {
+// windowAdd counts a matching event in the rule's window for its key.
+func (e *Engine) windowAdd(ctx context.Context, r *Rule, act *activation, ev *audit.Event) (bool, int, error) {
 	w := r.window
 	kv, _, err := w.key.Eval(act)
 	if err != nil {
 		e.evalErrors.Add(1)
-		return false, 0
+		return false, 0, nil
 	}
-	val := ""
+	var val uint64
 	if w.distinct != nil {
 		dv, _, err := w.distinct.Eval(act)
 		if err != nil {
 			e.evalErrors.Add(1)
-			return false, 0
+			return false, 0, nil
 		}
-		val = valueString(dv)
+		val = digest(valueString(dv))
 	}
-	return w.add(valueString(kv), val, ev.Time())
+	id, at := digest(ev.AuditID+"\x00"+ev.Stage), ev.Time()
+	var fired bool
+	var n int
+	err = e.windows.Update(ctx, WindowRef{Rule: r.ID, Duration: w.dur, Key: windowKey(valueString(kv))}, func(st *WindowState) {
+		fired, n = st.add(w.dur, w.count, w.distinct != nil, id, val, at)
+	})
+	if err != nil {
+		return false, 0, err
+	}
+	return fired, n, nil
 }
 
 func (e *Engine) message(r *Rule, act *activation, ev *audit.Event) string {
@@ -480,112 +537,12 @@ func defaultMessage(r *Rule, ev *audit.Event) string {
 	return b.String()
 }
 
-// window counts matching events per key.
-type window struct {
-	dur           time.Duration
-	count         int
-	key, distinct cel.Program
-	mu            sync.Mutex
-	keys          map[string]*winState
-	limit         int
-	evictions     *atomic.Uint64
-}
-
-type winState struct {
-	times []time.Time
-	vals  []string // distinct mode: the value of each entry, unique
-	last  time.Time
-}
-
-// add records one event and reports whether the key reached the count; a
-// key that fires starts counting afresh.
-func (w *window) add(key, val string, t time.Time) (bool, int) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	st := w.keys[key]
-	if st == nil {
-		if len(w.keys) >= w.limit {
-			w.evict(t)
-		}
-		st = &winState{}
-		w.keys[key] = st
-	}
-	if t.After(st.last) {
-		st.last = t
-	}
-	cut := t.Add(-w.dur)
-	// Drop entries that left the window.
-	keep := 0
-	for i, at := range st.times {
-		if !at.Before(cut) {
-			st.times[keep] = at
-			if w.distinct != nil {
-				st.vals[keep] = st.vals[i]
-			}
-			keep++
-		}
-	}
-	st.times = st.times[:keep]
-	if w.distinct != nil {
-		st.vals = st.vals[:keep]
-		found := false
-		for i, v := range st.vals {
-			if v == val {
-				if t.After(st.times[i]) {
-					st.times[i] = t
-				}
-				found = true
-				break
-			}
-		}
-		if !found {
-			st.times = append(st.times, t)
-			st.vals = append(st.vals, val)
-		}
-	} else {
-		st.times = append(st.times, t)
-	}
-	n := len(st.times)
-	if n >= w.count {
-		delete(w.keys, key)
-		return true, n
-	}
-	return false, n
-}
-
-// evict forgets keys idle for longer than the window, then, if still at
-// the bound, the least recently seen eighth.
-func (w *window) evict(now time.Time) {
-	cut := now.Add(-w.dur)
-	for k, st := range w.keys {
-		if st.last.Before(cut) {
-			delete(w.keys, k)
-		}
-	}
-	if len(w.keys) < w.limit {
-		return
-	}
-	type kl struct {
-		k string
-		t time.Time
-	}
-	all := make([]kl, 0, len(w.keys))
-	for k, st := range w.keys {
-		all = append(all, kl{k, st.last})
-	}
-	sort.Slice(all, func(i, j int) bool { return all[i].t.Before(all[j].t) })
-	n := max(len(all)/8, 1)
-	for _, x := range all[:n] {
-		delete(w.keys, x.k)
-	}
-	w.evictions.Add(uint64(n))
-}
-
 // idSet is a bounded set of audit ids; the oldest are forgotten first.
 type idSet struct {
 	mu   sync.Mutex
 	m    map[string]struct{}
-	ring []string
+	ring []string // grows to size, then wraps
+	size int
 	next int
 }
 
@@ -593,7 +550,7 @@ func newIDSet(n int) *idSet {
 	if n <= 0 {
 		n = 65536
 	}
-	return &idSet{m: make(map[string]struct{}, 64), ring: make([]string, n)}
+	return &idSet{m: make(map[string]struct{}, 64), size: n}
 }
 
 func (s *idSet) add(id string) {
@@ -602,11 +559,14 @@ func (s *idSet) add(id string) {
 	if _, ok := s.m[id]; ok {
 		return
 	}
-	if old := s.ring[s.next]; old != "" {
-		delete(s.m, old)
+	id = strings.Clone(id) // a view of the event: keep a copy
+	if len(s.ring) < s.size {
+		s.ring = append(s.ring, id)
+	} else {
+		delete(s.m, s.ring[s.next])
+		s.ring[s.next] = id
+		s.next = (s.next + 1) % s.size
 	}
-	s.ring[s.next] = id
-	s.next = (s.next + 1) % len(s.ring)
 	s.m[id] = struct{}{}
 }
 
@@ -620,23 +580,19 @@ func (s *idSet) take(id string) bool {
 }
 
 // fresh returns an engine with the same compiled rules and empty state
-// (windows, stage dedupe): rule tests and replays start from nothing.
+// (windows in memory, stage dedupe): rule tests and replays start from
+// nothing.
 func (e *Engine) fresh() *Engine {
 	n := &Engine{
+		rules:       e.rules,
 		lists:       e.lists,
-		index:       map[idxKey][]*Rule{},
-		dedupe:      newIDSet(len(e.dedupe.ring)),
+		index:       e.index,
+		dedupe:      newIDSet(e.dedupeSize),
 		windowLimit: e.windowLimit,
+		dedupeSize:  e.dedupeSize,
 	}
+	n.windows = NewMemoryWindowStore(n.windowLimit, &n.evictions)
 	n.actPool.New = func() any { return &activation{} }
-	for _, r := range e.rules {
-		cp := *r
-		if w := r.window; w != nil {
-			cp.window = &window{dur: w.dur, count: w.count, key: w.key, distinct: w.distinct,
-				keys: map[string]*winState{}, limit: w.limit, evictions: &n.evictions}
-		}
-		n.rules = append(n.rules, &cp)
-	}
 	return n
 }
 

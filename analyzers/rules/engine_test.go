@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -17,6 +18,16 @@ func src(files map[string]string) Source {
 		fsys[name] = &fstest.MapFile{Data: []byte(body)}
 	}
 	return Source{Name: "mem", FS: fsys, Ruleset: "test"}
+}
+
+// evaluate is Evaluate that fails the test on an error.
+func evaluate(t testing.TB, e *Engine, ev *audit.Event) []Hit {
+	t.Helper()
+	hits, err := e.Evaluate(context.Background(), ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hits
 }
 
 // event builds an audit event; fields are raw JSON members to add.
@@ -113,7 +124,7 @@ rules:
 	}
 	hits := func(ev *audit.Event) []string {
 		var ids []string
-		for _, h := range e.Evaluate(ev) {
+		for _, h := range evaluate(t, e, ev) {
 			ids = append(ids, h.Rule.ID)
 		}
 		return ids
@@ -168,7 +179,7 @@ rules:
 		{72, "a", "s7", true},
 	}
 	for i, s := range steps {
-		got := len(e.Evaluate(at(s.sec, s.user, s.name))) == 1
+		got := len(evaluate(t, e, at(s.sec, s.user, s.name))) == 1
 		if got != s.fire {
 			t.Errorf("step %d (%+v): fired %v", i, s, got)
 		}
@@ -176,15 +187,21 @@ rules:
 }
 
 func TestWindowKeysAreBounded(t *testing.T) {
-	w := &window{dur: time.Minute, count: 5, keys: map[string]*winState{}, limit: 100, evictions: new(atomic.Uint64)}
+	var evictions atomic.Uint64
+	s := NewMemoryWindowStore(100, &evictions)
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range 1000 {
-		w.add(fmt.Sprint("user-", i), "", base.Add(time.Duration(i)*time.Millisecond))
+		err := s.Update(context.Background(), WindowRef{Rule: "r", Duration: time.Minute, Key: windowKey(fmt.Sprint("user-", i))}, func(st *WindowState) {
+			st.add(time.Minute, 5, false, digest(fmt.Sprint(i)), 0, base.Add(time.Duration(i)*time.Millisecond))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	if len(w.keys) > 100 {
-		t.Errorf("%d keys kept, bound 100", len(w.keys))
+	if n := s.Keys("r"); n > 100 {
+		t.Errorf("%d keys kept, bound 100", n)
 	}
-	if w.evictions.Load() == 0 {
+	if evictions.Load() == 0 {
 		t.Error("no evictions counted")
 	}
 }
@@ -197,14 +214,14 @@ func TestDecisionAndStages(t *testing.T) {
 	denied := event(t, "create", "pods/exec", "mallory", `"annotations":{"authorization.k8s.io/decision":"forbid"}`)
 	// A denied exec is a denial, not an exec.
 	denied.Code = 403
-	for _, h := range e.Evaluate(denied) {
+	for _, h := range evaluate(t, e, denied) {
 		if h.Rule.ID == "pod-exec" {
 			t.Error("pod-exec fired on a refused exec")
 		}
 	}
 	rr := event(t, "create", "pods/exec", "mallory")
 	rr.Stage = "RequestReceived"
-	if hits := e.Evaluate(rr); len(hits) != 0 {
+	if hits := evaluate(t, e, rr); len(hits) != 0 {
 		t.Errorf("RequestReceived evaluated: %v", hits)
 	}
 }
@@ -218,7 +235,7 @@ rules:
 	if err != nil {
 		t.Fatal(err)
 	}
-	hits := e.Evaluate(event(t, "delete", "pods", "alice"))
+	hits := evaluate(t, e, event(t, "delete", "pods", "alice"))
 	if len(hits) != 2 {
 		t.Fatalf("hits: %v", hits)
 	}

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -198,7 +199,11 @@ func runCase(shared *Engine, dir string, tc TestCase) (int, error) {
 		if err != nil {
 			return got, err
 		}
-		for _, h := range e.Evaluate(ev) {
+		hits, err := e.Evaluate(context.Background(), ev)
+		if err != nil {
+			return got, err
+		}
+		for _, h := range hits {
 			if h.Rule.ID == tc.Rule {
 				got++
 			}

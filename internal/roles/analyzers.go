@@ -30,7 +30,13 @@ func Analyzers() []AnalyzerPlugin {
 			Enabled:     func(c *config.Config) bool { return c.Analyzers.Rules.Enabled },
 			Concurrency: func(c *config.Config) int { return c.Analyzers.Rules.Concurrency },
 			New: func(d analyzers.Deps, c *config.Config) (analyzers.Analyzer, error) {
-				return rules.New(c.Analyzers.Rules, d.Log, d.Metrics)
+				// Windows live in JetStream KV: the replicas count together
+				// and a restart forgets nothing.
+				kv, err := d.Bus.KV(context.Background(), bus.BucketState)
+				if err != nil {
+					return nil, err
+				}
+				return rules.New(c.Analyzers.Rules, rules.NewKVWindowStore(d.Bus.JetStream(), kv, d.Cluster), d.Log, d.Metrics)
 			},
 		},
 		{
