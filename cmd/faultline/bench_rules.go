@@ -37,10 +37,12 @@ traffic alone) and on the events of each --audit file:
            memory, read, checked, parsed and analysed, findings written.
 
 Per core means GOMAXPROCS=1 for the run: every path runs on one goroutine
-and garbage collection shares its core. Rounds alternate the paths so they
-see the same noise; each rate is the median over the rounds, each ratio is
-to the decode rate. The analyzer paths must agree on the number of findings.
-Run it from the repository root (or pass --corpus-dir).`,
+and garbage collection shares its core. Each rate is given per second of
+elapsed time and per CPU second of the process (which other work on the
+machine does not inflate). Rounds alternate the paths so they see the same
+noise; each rate is the median over the rounds, each ratio is to the decode
+rate. The analyzer paths must agree on the number of findings. Run it from
+the repository root (or pass --corpus-dir).`,
 		Example: `  faultline bench rules
   faultline bench rules --audit /var/log/kubernetes/audit/audit.log --passes 5`,
 		Args: cobra.NoArgs,
@@ -81,14 +83,26 @@ Run it from the repository root (or pass --corpus-dir).`,
 			fmt.Fprintf(out, "\nper core: GOMAXPROCS=%d for the run (the machine has %d), medians of %d rounds of %d passes\n",
 				rep.GOMAXPROCS, procs, rep.Rounds, rep.Passes)
 			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-			fmt.Fprintln(tw, "corpus\tevents\tbytes/event\tfindings\tdecode events/s\tbus events/s\trunner events/s\treplay events/s\t")
+			fmt.Fprintln(tw, "corpus\tevents\tbytes/event\tfindings\trate\tdecode\tbus\trunner\treplay\t")
 			for _, c := range rep.Corpora {
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t", c.Corpus, c.Events, c.BytesPerEvent, c.FindingsPerRun)
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\tevents/s\t", c.Corpus, c.Events, c.BytesPerEvent, c.FindingsPerRun)
 				for _, p := range c.Paths {
 					if p.Path == bench.PathDecode {
 						fmt.Fprintf(tw, "%.0f\t", p.EventsPerS)
 					} else {
 						fmt.Fprintf(tw, "%.0f (%.2fx)\t", p.EventsPerS, p.Ratio)
+					}
+				}
+				fmt.Fprintln(tw)
+				if c.Paths[0].EventsPerCPUS == 0 {
+					continue
+				}
+				fmt.Fprintf(tw, "\t\t\t\tevents/CPU-s\t")
+				for _, p := range c.Paths {
+					if p.Path == bench.PathDecode {
+						fmt.Fprintf(tw, "%.0f\t", p.EventsPerCPUS)
+					} else {
+						fmt.Fprintf(tw, "%.0f (%.2fx)\t", p.EventsPerCPUS, p.CPURatio)
 					}
 				}
 				fmt.Fprintln(tw)

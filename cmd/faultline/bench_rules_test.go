@@ -22,7 +22,7 @@ func TestBenchRules(t *testing.T) {
 		{"recorded corpora", []string{"--corpus-dir", corpusDir}, []string{"recorded", "benign-only"}},
 		{"an audit file", []string{"--corpus-dir", "", "--audit", corpusDir + "/forbidden-burst.pos.jsonl"}, []string{"forbidden-burst.pos.jsonl"}},
 	}
-	round := regexp.MustCompile(`^round 1  (\S+) +(decode|bus|runner|replay) +\d+ events/s$`)
+	round := regexp.MustCompile(`^round 1  (\S+) +(decode|bus|runner|replay) +\d+ events/s  +\d+ events/CPU-s$`)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"bench", "rules", "--passes", "1", "--rounds", "1"}, tc.args...)
@@ -43,11 +43,17 @@ func TestBenchRules(t *testing.T) {
 			if !strings.Contains(string(out), "per core: GOMAXPROCS=1 for the run") {
 				t.Errorf("output does not say how it is per core:\n%s", out)
 			}
-			row := regexp.MustCompile(`^ *(\S+) +\d+ +\d+ +\d+ +\d+ +\d+ \(\d+\.\d\dx\) +\d+ \(\d+\.\d\dx\) +\d+ \(\d+\.\d\dx\)$`)
+			// A row per corpus (events per second), then one of events
+			// per CPU second.
+			row := regexp.MustCompile(`^ *(\S+) +\d+ +\d+ +\d+ +events/s +\d+ +\d+ \(\d+\.\d\dx\) +\d+ \(\d+\.\d\dx\) +\d+ \(\d+\.\d\dx\)$`)
+			cpuRow := regexp.MustCompile(`^ +events/CPU-s +\d+ +\d+ \(\d+\.\d\dx\) +\d+ \(\d+\.\d\dx\) +\d+ \(\d+\.\d\dx\)$`)
 			var got []string
-			for _, l := range lines {
+			for i, l := range lines {
 				if m := row.FindStringSubmatch(l); m != nil {
 					got = append(got, m[1])
+					if i+1 >= len(lines) || !cpuRow.MatchString(lines[i+1]) {
+						t.Errorf("no CPU row after %q", l)
+					}
 				}
 			}
 			if strings.Join(got, ",") != strings.Join(tc.corpora, ",") {
@@ -67,9 +73,11 @@ func TestBenchRules(t *testing.T) {
 			Events   int `json:"events"`
 			Findings int `json:"findings_per_pass"`
 			Paths    []struct {
-				Path  string  `json:"path"`
-				Rate  float64 `json:"events_per_s"`
-				Ratio float64 `json:"ratio_to_decode"`
+				Path     string  `json:"path"`
+				Rate     float64 `json:"events_per_s"`
+				Ratio    float64 `json:"ratio_to_decode"`
+				CPURate  float64 `json:"events_per_cpu_s"`
+				CPURatio float64 `json:"cpu_ratio_to_decode"`
 			} `json:"paths"`
 		} `json:"corpora"`
 	}
@@ -80,7 +88,7 @@ func TestBenchRules(t *testing.T) {
 		t.Fatalf("report %+v", rep)
 	}
 	for _, p := range rep.Corpora[0].Paths {
-		if p.Rate <= 0 || p.Ratio <= 0 {
+		if p.Rate <= 0 || p.Ratio <= 0 || p.CPURate <= 0 || p.CPURatio <= 0 {
 			t.Errorf("path %+v", p)
 		}
 	}

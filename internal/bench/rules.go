@@ -177,31 +177,50 @@ func NewRulesSetup(c RulesCorpus) (*RulesSetup, error) {
 	return s, nil
 }
 
-// Pass runs one path once over the corpus and returns how long it took and
-// how many findings it made (0 for PathDecode). Every pass starts from
-// fresh analyzer state (windows, stage dedupe), built before the clock
-// starts.
-func (s *RulesSetup) Pass(ctx context.Context, path string) (time.Duration, int, error) {
+// PassResult is one pass of one path over a corpus.
+type PassResult struct {
+	// Wall is the elapsed time; CPU the CPU time of the whole process
+	// (garbage collection included), which other work on the machine
+	// does not inflate: with GOMAXPROCS=1 it is the time of the one core
+	// the pass had. CPU is 0 where it is not measured.
+	Wall, CPU time.Duration
+	// Findings made (0 for PathDecode).
+	Findings int
+}
+
+// Pass runs one path once over the corpus. Every pass starts from fresh
+// analyzer state (windows, stage dedupe), built before the clocks start.
+func (s *RulesSetup) Pass(ctx context.Context, path string) (PassResult, error) {
+	res, err := s.pass(ctx, path)
+	if err != nil {
+		return res, fmt.Errorf("%s: %s: %w", s.Corpus.Name, path, err)
+	}
+	return res, nil
+}
+
+func (s *RulesSetup) pass(ctx context.Context, path string) (PassResult, error) {
+	var none PassResult
 	a := rules.NewWithEngine(s.engine.Fresh())
 	findings := 0
+	cpu0 := processCPU()
 	start := time.Now()
 	switch path {
 	case PathDecode:
 		for _, raw := range s.Corpus.Events {
 			var ev auditv1.Event
 			if err := json.Unmarshal(raw, &ev); err != nil {
-				return 0, 0, err
+				return none, err
 			}
 		}
 	case PathBus:
 		for _, data := range s.checked {
 			ev, err := audit.ParseValid(data)
 			if err != nil {
-				return 0, 0, err
+				return none, err
 			}
 			fs, err := a.Analyze(ctx, &analyzers.Input{Cluster: "bench", SourceID: ev.ID(), Event: ev})
 			if err != nil {
-				return 0, 0, err
+				return none, err
 			}
 			findings += len(fs)
 		}
@@ -209,20 +228,20 @@ func (s *RulesSetup) Pass(ctx context.Context, path string) (time.Duration, int,
 		for _, msg := range s.envelope {
 			env, err := schemas.DecodeEnvelope(msg)
 			if err != nil {
-				return 0, 0, err
+				return none, err
 			}
 			ev, err := audit.ParseValid(env.Data)
 			if err != nil {
-				return 0, 0, err
+				return none, err
 			}
 			fs, err := a.Analyze(ctx, &analyzers.Input{Cluster: env.Cluster, SourceID: env.ID, Event: ev})
 			if err != nil {
-				return 0, 0, err
+				return none, err
 			}
 			for _, f := range fs {
 				analyzers.Finish(f, env.Cluster, ev, nil)
 				if _, err := analyzers.EncodeFinding(f); err != nil {
-					return 0, 0, err
+					return none, err
 				}
 			}
 			findings += len(fs)
@@ -231,16 +250,17 @@ func (s *RulesSetup) Pass(ctx context.Context, path string) (time.Duration, int,
 		sum, err := replay.Run(ctx, replay.Options{Analyzers: []analyzers.Analyzer{a}, Cluster: "bench",
 			Out: io.Discard, Log: io.Discard}, []replay.Input{{Name: s.Corpus.Name, R: bytes.NewReader(s.lines)}})
 		if err != nil {
-			return 0, 0, err
+			return none, err
 		}
 		if sum.Rejected > 0 || sum.Events != len(s.Corpus.Events) {
-			return 0, 0, fmt.Errorf("replay read %d events and rejected %d of %d", sum.Events, sum.Rejected, len(s.Corpus.Events))
+			return none, fmt.Errorf("replay read %d events and rejected %d of %d", sum.Events, sum.Rejected, len(s.Corpus.Events))
 		}
 		findings = sum.Findings
 	default:
-		return 0, 0, fmt.Errorf("no path %q", path)
+		return none, fmt.Errorf("no path %q", path)
 	}
-	return time.Since(start), findings, nil
+	wall := time.Since(start)
+	return PassResult{Wall: wall, CPU: processCPU() - cpu0, Findings: findings}, nil
 }
 
 // RulesOptions configures `faultline bench rules`.
@@ -256,11 +276,17 @@ type RulesOptions struct {
 // RulesPathResult is one path's rate on one corpus.
 type RulesPathResult struct {
 	Path string `json:"path"`
-	// EventsPerS is the median over the rounds, on one core.
+	// EventsPerS is the median over the rounds of events per second of
+	// elapsed time, on one core.
 	EventsPerS float64   `json:"events_per_s"`
 	Rounds     []float64 `json:"rounds_events_per_s"`
 	// Ratio is EventsPerS over the decode path's.
 	Ratio float64 `json:"ratio_to_decode"`
+	// EventsPerCPUS is the median of events per CPU second of the process
+	// (0 where not measured), and CPURatio its ratio to the decode path's:
+	// steadier than the elapsed-time figures on a busy machine.
+	EventsPerCPUS float64 `json:"events_per_cpu_s,omitempty"`
+	CPURatio      float64 `json:"cpu_ratio_to_decode,omitempty"`
 }
 
 // RulesCorpusResult is the outcome on one corpus.
@@ -282,7 +308,8 @@ type RulesReport struct {
 
 // Rules measures every path on every corpus, per core: GOMAXPROCS is set to
 // 1 for the run (garbage collection included, as it shares the core), and
-// every path runs on one goroutine. Rounds alternate the paths so they see
+// every path runs on one goroutine. Rates are given per second of elapsed
+// time and per CPU second of the process. Rounds alternate the paths so they see
 // the same noise; each path's rate is the median over the rounds. The bus,
 // runner and replay paths must agree on the number of findings.
 func Rules(ctx context.Context, o RulesOptions) (*RulesReport, error) {
@@ -298,39 +325,52 @@ func Rules(ctx context.Context, o RulesOptions) (*RulesReport, error) {
 			return nil, fmt.Errorf("bench rules: %w", err)
 		}
 		res := RulesCorpusResult{Corpus: c.Name, Events: len(c.Events), BytesPerEvent: s.Bytes / len(c.Events), FindingsPerRun: -1}
-		rates := map[string][]float64{}
+		rates, cpuRates := map[string][]float64{}, map[string][]float64{}
 		for r := 1; r <= o.Rounds; r++ {
 			for _, path := range RulesPaths {
-				var total time.Duration
+				var wall, cpu time.Duration
 				for range o.Passes {
 					if err := ctx.Err(); err != nil {
 						return nil, fmt.Errorf("bench rules: %w", err)
 					}
-					d, n, err := s.Pass(ctx, path)
+					p, err := s.Pass(ctx, path)
 					if err != nil {
-						return nil, fmt.Errorf("bench rules: %s: %s: %w", c.Name, path, err)
+						return nil, fmt.Errorf("bench rules: %w", err)
 					}
-					total += d
+					wall += p.Wall
+					cpu += p.CPU
 					if path == PathDecode {
 						continue
 					}
 					if res.FindingsPerRun < 0 {
-						res.FindingsPerRun = n
-					} else if n != res.FindingsPerRun {
-						return nil, fmt.Errorf("bench rules: %s: the %s path made %d findings, another path %d", c.Name, path, n, res.FindingsPerRun)
+						res.FindingsPerRun = p.Findings
+					} else if p.Findings != res.FindingsPerRun {
+						return nil, fmt.Errorf("bench rules: %s: the %s path made %d findings, another path %d", c.Name, path, p.Findings, res.FindingsPerRun)
 					}
 				}
-				rate := float64(len(c.Events)*o.Passes) / total.Seconds()
-				rates[path] = append(rates[path], rate)
+				n := float64(len(c.Events) * o.Passes)
+				rates[path] = append(rates[path], n/wall.Seconds())
+				if cpu > 0 {
+					cpuRates[path] = append(cpuRates[path], n/cpu.Seconds())
+				}
 				if o.Out != nil {
-					fmt.Fprintf(o.Out, "round %d  %-12s %-7s %9.0f events/s\n", r, c.Name, path, rate)
+					fmt.Fprintf(o.Out, "round %d  %-12s %-7s %9.0f events/s", r, c.Name, path, n/wall.Seconds())
+					if cpu > 0 {
+						fmt.Fprintf(o.Out, "  %9.0f events/CPU-s", n/cpu.Seconds())
+					}
+					fmt.Fprintln(o.Out)
 				}
 			}
 		}
-		decode := median(rates[PathDecode])
+		decode, decodeCPU := median(rates[PathDecode]), median(cpuRates[PathDecode])
 		for _, path := range RulesPaths {
 			m := median(rates[path])
-			res.Paths = append(res.Paths, RulesPathResult{Path: path, EventsPerS: m, Rounds: rates[path], Ratio: m / decode})
+			pr := RulesPathResult{Path: path, EventsPerS: m, Rounds: rates[path], Ratio: m / decode}
+			if decodeCPU > 0 {
+				pr.EventsPerCPUS = median(cpuRates[path])
+				pr.CPURatio = pr.EventsPerCPUS / decodeCPU
+			}
+			res.Paths = append(res.Paths, pr)
 		}
 		rep.Corpora = append(rep.Corpora, res)
 	}
