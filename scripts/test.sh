@@ -82,11 +82,32 @@ go test -count=1 -timeout 30m ./...
 step "go test -race (concurrent packages)"
 go test -count=1 -race -timeout 20m ./bus/... ./internal/app/... ./internal/ops/... ./collectors/... ./analyzers/... ./injectors/...
 
+# fuzz runs one target. Go 1.26's fuzz coordinator can report "context
+# deadline exceeded" when -fuzztime runs out while a worker is mid-input
+# (go.dev/issue/75804, fixed in Go 1.27): that is not a finding. A real one
+# writes its failing input under testdata/fuzz/<name>, so a failure that
+# wrote nothing and says only that is reported as the known race.
+fuzz() {
+	local pkg=$1 name=$2 corpus="$1/testdata/fuzz/$2" before after out
+	before=$(find "$corpus" -type f 2>/dev/null | wc -l)
+	if out=$(go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg" 2>&1); then
+		printf '%s\n' "$out"
+		return 0
+	fi
+	printf '%s\n' "$out"
+	after=$(find "$corpus" -type f 2>/dev/null | wc -l)
+	if [ "$after" = "$before" ] && grep -q '^    context deadline exceeded$' <<<"$out" && ! grep -q 'Failing input written' <<<"$out"; then
+		echo "fuzz $name: Go's fuzz coordinator deadline race at -fuzztime (go.dev/issue/75804), no failing input: not a failure" >&2
+		return 0
+	fi
+	return 1
+}
+
 step "fuzz targets, $fuzztime each"
 while IFS=: read -r file name; do
 	pkg="./$(dirname "$file")"
 	echo "fuzz $pkg $name" >&2
-	go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg"
+	fuzz "$pkg" "$name"
 done < <(grep -rHoE --include='*_test.go' '^func (Fuzz[A-Za-z0-9_]+)' . | sed -E 's/^\.\///; s/:func /:/' | grep -v '^test/kube/' | sort)
 
 step "all tests passed in $((SECONDS - started))s"
