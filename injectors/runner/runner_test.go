@@ -359,3 +359,20 @@ func TestShutdownReverts(t *testing.T) {
 		t.Fatal("fault left in the cluster after shutdown")
 	}
 }
+
+// The cap on concurrent faults counts every recorded fault in the cluster.
+func TestTooManyFaults(t *testing.T) {
+	e := newEnv(t, 4)
+	e.start(func(rc *Config, gc *guard.Config) { gc.MaxConcurrentFaults = 1 })
+	first := e.command(1, time.Minute, nil)
+	e.publish(first)
+	e.waitStatus(first.ID, schemas.PhaseApplied)
+	second := e.command(1, time.Minute, func(c *schemas.FaultCommand) { c.Target.Names = []string{e.work.Pods[1].Name} })
+	e.publish(second)
+	if st := e.waitStatus(second.ID, schemas.PhaseRefused); st.ReasonCode != guard.CodeTooManyFaults {
+		t.Fatalf("refused %s: %s", st.ReasonCode, st.Reason)
+	}
+	if e.markers(second.ID) != 0 {
+		t.Fatal("a refused command changed the cluster")
+	}
+}
