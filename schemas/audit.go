@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	auditv1 "k8s.io/apiserver/pkg/apis/audit/v1"
+
+	"github.com/faultline/faultline/internal/jsonscan"
 )
 
 // API versions of audit events. v1beta1 has the same JSON shape for every
@@ -219,22 +221,7 @@ func jsonString(tok []byte) (string, bool) {
 	return s, err == nil
 }
 
-func jsonKind(c byte) string {
-	switch c {
-	case '{':
-		return "object"
-	case '[':
-		return "array"
-	case '"':
-		return "string"
-	case 't', 'f':
-		return "boolean"
-	case 'n':
-		return "null"
-	default:
-		return "number"
-	}
-}
+func jsonKind(c byte) string { return jsonscan.Kind(c) }
 
 // ParseAuditEvent decodes one audit event (v1 or v1beta1) and checks that it
 // has what every event the API server writes has. The error wraps

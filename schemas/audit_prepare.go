@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/faultline/faultline/internal/jsonscan"
 )
 
 // AuditAnnotationRedacted is "true" on an audit event from which a
@@ -332,51 +334,25 @@ func (p *AuditPreparer) scan(item []byte, s *scanned) error {
 		return fmt.Errorf("%w: %w: empty event", ErrNotAuditEvent, ErrSyntax)
 	}
 	s.open = i
-	j := skipSpace(item, i+1)
-	if j < len(item) && item[j] == '}' {
-		s.close = j
-		return trailing(item, j+1)
-	}
-	for {
-		if j >= len(item) || item[j] != '"' {
-			return syntaxErr(j, "expected object key")
-		}
-		keyStart := j
-		keyEnd, err := scanString(item, j)
-		if err != nil {
-			return err
-		}
-		key, err := rawName(item[j:keyEnd])
-		if err != nil {
-			return syntaxErr(j, "%v", err)
-		}
+	end, err := jsonscan.Members(item, i, p.Validated, func(m jsonscan.Member) error {
+		key := m.Name(item)
 		f := auditFieldOf(key)
 		if f == fUnknown {
 			if g, ok := foldMatch(key, auditFieldNames[:]); ok {
 				return notAudit("field %q must be spelled %q", key, auditFieldNames[g])
 			}
 		}
-		j = skipSpace(item, keyEnd)
-		if j >= len(item) || item[j] != ':' {
-			return syntaxErr(j, "expected ':' after object key")
-		}
-		j = skipSpace(item, j+1)
-		var end int
-		if p.Validated {
-			end = skipValid(item, j)
-		} else if end, err = skipValue(item, j, 1); err != nil {
-			return err
-		}
+		v := item[m.Val:m.ValEnd]
 		if f != fUnknown {
 			if s.present[f] {
 				return notAudit("field %q appears more than once", auditFieldNames[f])
 			}
 			s.present[f] = true
-			s.at[f] = keyStart
-			s.val[f] = [2]int{j, end}
+			s.at[f] = m.Key
+			s.val[f] = [2]int{m.Val, m.ValEnd}
 			switch f {
 			case fRequestReceivedTimestamp, fStageTimestamp:
-				t, err := microTime(item[j:end])
+				t, err := microTime(v)
 				if err != nil {
 					return notAudit("%s: %v", auditFieldNames[f], err)
 				}
@@ -386,84 +362,19 @@ func (p *AuditPreparer) scan(item []byte, s *scanned) error {
 					s.received = t
 				}
 			default:
-				if err := checkAuditField(f, item[j:end]); err != nil {
+				if err := checkAuditField(f, v); err != nil {
 					return notAudit("%s: %v", auditFieldNames[f], err)
 				}
 			}
 		}
-		p.members = append(p.members, member{field: f, keyStart: keyStart, valStart: j, valEnd: end})
-		j = skipSpace(item, end)
-		if j >= len(item) {
-			return syntaxErr(j, "unexpected end of object")
-		}
-		switch item[j] {
-		case ',':
-			j = skipSpace(item, j+1)
-		case '}':
-			s.close = j
-			return trailing(item, j+1)
-		default:
-			return syntaxErr(j, "expected ',' or '}' in object")
-		}
+		p.members = append(p.members, member{field: f, keyStart: m.Key, valStart: m.Val, valEnd: m.ValEnd})
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-}
-
-// skipValid returns the offset after the JSON value at b[i:], which must
-// be valid JSON (it is not checked): strings are skipped by searching for
-// their closing quote, containers by counting brackets outside strings.
-func skipValid(b []byte, i int) int {
-	if i >= len(b) {
-		return i
-	}
-	switch b[i] {
-	case '"':
-		return skipValidString(b, i)
-	case '{', '[':
-		depth := 0
-		for i < len(b) {
-			switch b[i] {
-			case '"':
-				i = skipValidString(b, i)
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth--; depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return i
-	}
-	for i < len(b) {
-		switch b[i] {
-		case ',', '}', ']', ' ', '\t', '\n', '\r':
-			return i
-		}
-		i++
-	}
-	return i
-}
-
-// skipValidString returns the offset after the valid JSON string at b[i].
-func skipValidString(b []byte, i int) int {
-	i++
-	for {
-		j := bytes.IndexByte(b[i:], '"')
-		if j < 0 {
-			return len(b)
-		}
-		i += j
-		n := 0 // backslashes before the quote: an odd number escapes it
-		for k := i - 1; k >= 0 && b[k] == '\\'; k-- {
-			n++
-		}
-		if n%2 == 0 {
-			return i + 1
-		}
-		i++
-	}
+	s.close = end - 1
+	return trailing(item, end)
 }
 
 // foldMatch reports whether name equals one of names under Unicode case
@@ -617,22 +528,8 @@ func checkType(raw []byte, typ jsonType, sub []fieldSpec, depth int) error {
 // valid JSON (every caller's input was checked by an earlier pass): values
 // are skipped without checking them again.
 func eachElement(raw []byte, fn func(v []byte) error) error {
-	i := skipSpace(raw, 1)
-	if i < len(raw) && raw[i] == ']' {
-		return nil
-	}
-	for {
-		i = skipSpace(raw, i)
-		end := skipValid(raw, i)
-		if err := fn(raw[i:end]); err != nil {
-			return err
-		}
-		i = skipSpace(raw, end)
-		if i >= len(raw) || raw[i] != ',' {
-			return nil
-		}
-		i++
-	}
+	_, err := jsonscan.Elements(raw, 0, true, func(vs, ve int) error { return fn(raw[vs:ve]) })
+	return err
 }
 
 // eachMember calls fn with the decoded key and the raw value of every
@@ -642,40 +539,11 @@ func eachMember(raw []byte, fn func(key, v []byte) error) error {
 	return eachMemberAt(raw, 0, func(key []byte, vs, ve int) error { return fn(key, raw[vs:ve]) })
 }
 
-// eachMemberAt is eachMember with value offsets relative to raw.
+// eachMemberAt is eachMember with value offsets relative to raw, for the
+// object at raw[open].
 func eachMemberAt(raw []byte, open int, fn func(key []byte, vs, ve int) error) error {
-	i := skipSpace(raw, open+1)
-	if i < len(raw) && raw[i] == '}' {
-		return nil
-	}
-	for {
-		i = skipSpace(raw, i)
-		if i >= len(raw) || raw[i] != '"' {
-			return syntaxErr(i, "expected object key")
-		}
-		keyEnd, err := scanString(raw, i)
-		if err != nil {
-			return err
-		}
-		key, err := rawName(raw[i:keyEnd])
-		if err != nil {
-			return syntaxErr(i, "%v", err)
-		}
-		i = skipSpace(raw, keyEnd)
-		if i >= len(raw) || raw[i] != ':' {
-			return syntaxErr(i, "expected ':' after object key")
-		}
-		i = skipSpace(raw, i+1)
-		end := skipValid(raw, i)
-		if err := fn(key, i, end); err != nil {
-			return err
-		}
-		i = skipSpace(raw, end)
-		if i >= len(raw) || raw[i] != ',' {
-			return nil
-		}
-		i++
-	}
+	_, err := jsonscan.Members(raw, open, true, func(m jsonscan.Member) error { return fn(m.Name(raw), m.Val, m.ValEnd) })
+	return err
 }
 
 // microTime decodes a metav1.MicroTime exactly as its UnmarshalJSON does;
