@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/faultline/faultline/analyzers/rules"
+	"github.com/faultline/faultline/analyzers/steadystate"
 	"github.com/faultline/faultline/internal/app"
 	"github.com/faultline/faultline/internal/config"
 	"github.com/faultline/faultline/internal/roles"
@@ -20,6 +21,7 @@ func newAnalyzeCommand() *cobra.Command {
 	for _, p := range roles.Analyzers() {
 		names = append(names, p.Name)
 	}
+	names = append(names, steadystate.Name)
 	cmd := &cobra.Command{
 		Use:   "analyze [ANALYZER...]",
 		Short: "Run the analyzers as their own process (a Deployment that scales as a consumer group)",
@@ -28,7 +30,8 @@ the configured bus. Each analyzer reads audit events through a durable
 JetStream consumer named after it and the cluster, so every replica of the
 Deployment shares the events (a consumer group), and publishes its findings
 on fl.finding.<cluster>.<analyzer>, acknowledging an event only once its
-findings are stored.`,
+findings are stored. The steady-state analyzer evaluates the experiment runs
+in progress (see docs/experiments.md).`,
 		Example: `  faultline analyze --config faultline.yaml
   faultline analyze rules --bus.urls nats://nats:4222 --bus.replicas 3`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -56,6 +59,14 @@ findings are stored.`,
 					return err
 				}
 				comps = append(comps, r)
+			}
+			if (len(args) == 0 && cfg.Analyzers.SteadyState.Enabled) || slices.Contains(args, steadystate.Name) {
+				s, err := roles.NewSteadyState(rt)
+				if err != nil {
+					rt.Abort()
+					return err
+				}
+				comps = append(comps, s)
 			}
 			if len(comps) == 0 {
 				rt.Abort()

@@ -7,9 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 )
 
 // ErrBodyLimit is wrapped when a response is larger than max_body_size.
@@ -161,3 +165,26 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 }
 
 func (b *limitedBody) Close() error { return b.rc.Close() }
+
+// PrometheusAPI is a client of the Prometheus server configured in p (TLS,
+// credentials bound to its host, responses capped at maxBody), for the
+// other components that query it: the steady-state analyzer evaluates its
+// PromQL indicators through the same connection settings.
+func PrometheusAPI(p PromQL, maxBody int64) (promv1.API, error) {
+	u, err := url.Parse(p.URL)
+	if err != nil || p.URL == "" {
+		return nil, fmt.Errorf("prometheus url %q: not set or invalid", p.URL)
+	}
+	hc, err := newHTTPClient(httpOptions{
+		CAFile: p.CAFile, BearerTokenFile: p.BearerTokenFile, Username: p.Username, PasswordFile: p.PasswordFile,
+		AuthHost: u.Host, MaxBody: maxBody, MaxConns: 8,
+	})
+	if err != nil {
+		return nil, err
+	}
+	client, err := api.NewClient(api.Config{Address: p.URL, Client: hc})
+	if err != nil {
+		return nil, fmt.Errorf("prometheus client: %w", err)
+	}
+	return promv1.NewAPI(client), nil
+}

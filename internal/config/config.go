@@ -12,6 +12,7 @@ import (
 	"github.com/faultline/faultline/analyzers"
 	"github.com/faultline/faultline/analyzers/baseline"
 	"github.com/faultline/faultline/analyzers/rules"
+	"github.com/faultline/faultline/analyzers/steadystate"
 	"github.com/faultline/faultline/collectors/auditfile"
 	"github.com/faultline/faultline/collectors/auditwebhook"
 	"github.com/faultline/faultline/collectors/kubeevents"
@@ -54,6 +55,8 @@ type Analyzers struct {
 	Rules    rules.Config          `yaml:"rules"`
 	Baseline baseline.Config       `yaml:"baseline"`
 	Chaos    analyzers.ChaosConfig `yaml:"chaos"`
+
+	SteadyState steadystate.Config `yaml:"steadystate"`
 }
 
 // Collectors holds each collector's settings; each type lives in the
@@ -167,6 +170,8 @@ func Default() Config {
 			Rules:    rules.DefaultConfig(),
 			Baseline: baseline.DefaultConfig(),
 			Chaos:    analyzers.DefaultChaosConfig(),
+
+			SteadyState: steadystate.DefaultConfig(),
 		},
 		Injectors: Injectors{
 			Guard:              guard.DefaultConfig(),

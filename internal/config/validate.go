@@ -153,6 +153,7 @@ func (c *Config) Validate() error {
 		{"analyzers.rules", c.Analyzers.Rules.Validate()},
 		{"analyzers.baseline", c.Analyzers.Baseline.Validate()},
 		{"analyzers.chaos", c.Analyzers.Chaos.Validate()},
+		{"analyzers.steadystate", c.Analyzers.SteadyState.Validate()},
 		{"injectors.guard", c.Injectors.Guard.Validate()},
 		{"injectors.lifecycle", c.Injectors.Lifecycle.Validate()},
 		{"injectors.pod_kill", c.Injectors.PodKill.Validate()},

@@ -82,7 +82,8 @@ func NewAnalyzer(rt *app.Runtime, p AnalyzerPlugin) (*analyzers.Runner, error) {
 	return r, nil
 }
 
-// EnabledAnalyzers builds every enabled analyzer.
+// EnabledAnalyzers builds every enabled analyzer: the audit analyzers and
+// the steady-state analyzer.
 func EnabledAnalyzers(rt *app.Runtime) ([]app.Component, error) {
 	var out []app.Component
 	for _, p := range Analyzers() {
@@ -94,6 +95,13 @@ func EnabledAnalyzers(rt *app.Runtime) ([]app.Component, error) {
 			return nil, err
 		}
 		out = append(out, r)
+	}
+	if rt.Config.Analyzers.SteadyState.Enabled {
+		s, err := NewSteadyState(rt)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
 	}
 	return out, nil
 }

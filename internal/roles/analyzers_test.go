@@ -33,7 +33,7 @@ func TestEnabledAnalyzers(t *testing.T) {
 	for _, c := range comps {
 		names = append(names, c.Name())
 	}
-	if got := strings.Join(names, ","); got != "analyzer/rules,analyzer/baseline" {
+	if got := strings.Join(names, ","); got != "analyzer/rules,analyzer/baseline,analyzer/steadystate" {
 		t.Errorf("enabled analyzers %s", got)
 	}
 

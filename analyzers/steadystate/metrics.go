@@ -1,0 +1,39 @@
+package steadystate
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/faultline/faultline/internal/promutil"
+)
+
+type metrics struct {
+	evaluations *prometheus.CounterVec
+	aborts      *prometheus.CounterVec
+	runs        prometheus.Gauge
+	queryErrors prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		evaluations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "faultline_steadystate_evaluations_total",
+			Help: "Indicator evaluations, by verdict (ok, failing, deviated, no-data).",
+		}, []string{"verdict"}),
+		aborts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "faultline_steadystate_aborts_total",
+			Help: "Experiment runs aborted, by cause (deviation, finding, telemetry-gap).",
+		}, []string{"cause"}),
+		runs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "faultline_steadystate_runs",
+			Help: "Experiment runs being evaluated.",
+		}),
+		queryErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "faultline_steadystate_query_errors_total",
+			Help: "PromQL queries of indicators that failed (counted as no data).",
+		}),
+	}
+	if err := promutil.RegisterAll(reg, m.evaluations, m.aborts, m.runs, m.queryErrors); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
