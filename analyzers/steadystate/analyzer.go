@@ -245,10 +245,10 @@ func (a *Analyzer) publishDeviation(ctx context.Context, d *schemas.Deviation) {
 // trackerState is what survives a restart of the analyzer: where each
 // indicator's run of failures and gaps stands.
 type trackerState struct {
-	Next       int            `json:"next"`
-	Failures   map[string]int `json:"failures"`
-	Gaps       map[string]int `json:"gaps"`
-	Deviated   map[string]bool `json:"deviated"`
+	Next     int             `json:"next"`
+	Failures map[string]int  `json:"failures"`
+	Gaps     map[string]int  `json:"gaps"`
+	Deviated map[string]bool `json:"deviated"`
 }
 
 func (a *Analyzer) stateKey(id string) string {
