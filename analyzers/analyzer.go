@@ -47,7 +47,7 @@ type Input struct {
 	// Cluster is the cluster the event comes from.
 	Cluster string
 	// SourceID is the event's envelope id (schemas.AuditEventID for audit
-	// events); findings derive their ids from it.
+	// events); findings derive their ids from it. Empty: Event.ID().
 	SourceID string
 	Event    *audit.Event
 }

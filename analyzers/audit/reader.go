@@ -48,6 +48,9 @@ type Reader struct {
 	line    int // lines consumed so far
 	pending []item
 	err     error
+
+	scratch []byte // a line longer than br's buffer
+	slab    []byte // where lines are kept (keep)
 }
 
 type item struct {
@@ -159,25 +162,34 @@ func (r *Reader) firstLineComplete() bool {
 }
 
 func (r *Reader) readLine() {
+	// A line within the reader's buffer (nearly all) is read in place;
+	// a longer one is collected in scratch.
 	var line []byte
-	tooLong := false
+	pieces, tooLong := false, false
 	for {
 		chunk, err := r.br.ReadSlice('\n')
-		if !tooLong {
-			if len(line)+len(chunk) > r.maxLine {
-				tooLong, line = true, nil
-			} else {
-				line = append(line, chunk...)
+		if errors.Is(err, bufio.ErrBufferFull) || pieces {
+			pieces = true
+			if !tooLong {
+				if len(r.scratch)+len(chunk) > r.maxLine {
+					tooLong = true
+				} else {
+					r.scratch = append(r.scratch, chunk...)
+				}
 			}
-		}
-		if errors.Is(err, bufio.ErrBufferFull) {
-			continue
+			if errors.Is(err, bufio.ErrBufferFull) {
+				continue
+			}
+			line = r.scratch
+		} else {
+			tooLong = len(chunk) > r.maxLine
+			line = chunk
 		}
 		if err != nil && !errors.Is(err, io.EOF) {
 			r.err = fmt.Errorf("read %s: %w", r.name, err)
 			return
 		}
-		if len(chunk) == 0 && errors.Is(err, io.EOF) && line == nil && !tooLong {
+		if len(line) == 0 && errors.Is(err, io.EOF) && !tooLong {
 			r.err = io.EOF
 			return
 		}
@@ -186,13 +198,37 @@ func (r *Reader) readLine() {
 		if tooLong {
 			r.reject(n, fmt.Errorf("%w: line longer than %d bytes", ErrNotAuditEvent, r.maxLine))
 		} else if line = bytes.TrimSpace(line); len(line) > 0 {
-			r.lineItems(line, n)
+			r.lineItems(r.keep(line), n)
+		}
+		r.scratch = r.scratch[:0]
+		if cap(r.scratch) > 1<<20 {
+			r.scratch = nil // a rare long line: not kept
 		}
 		if errors.Is(err, io.EOF) {
 			r.err = io.EOF
 		}
 		return
 	}
+}
+
+// slabSize is the size of the blocks lines are copied into.
+const slabSize = 64 << 10
+
+// keep copies a line out of the reader's buffer for the events parsed from
+// it. An event's strings are views of its bytes, so a line is never
+// reused; lines are carved from slabs, one allocation for many lines. (An
+// analyzer that keeps a string of an event beyond the event keeps a copy,
+// or it keeps its neighbours' bytes too.)
+func (r *Reader) keep(line []byte) []byte {
+	if len(line) > slabSize/8 {
+		return bytes.Clone(line)
+	}
+	if cap(r.slab)-len(r.slab) < len(line) {
+		r.slab = make([]byte, 0, slabSize)
+	}
+	start := len(r.slab)
+	r.slab = append(r.slab, line...)
+	return r.slab[start:len(r.slab):len(r.slab)]
 }
 
 func (r *Reader) readDocument() {

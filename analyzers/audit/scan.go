@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"slices"
 	"strconv"
 
 	"github.com/faultline/faultline/internal/jsonscan"
@@ -16,7 +17,7 @@ import (
 func str(tok []byte) (string, bool) { return jsonscan.UnquoteView(tok) }
 
 // strList decodes an array of strings; null is an empty list. The array
-// was checked before.
+// was checked before. The list is allocated once, at its size.
 func strList(b []byte) ([]string, bool) {
 	if isNull(b) {
 		return nil, true
@@ -24,21 +25,30 @@ func strList(b []byte) ([]string, bool) {
 	if len(b) == 0 || b[0] != '[' {
 		return nil, false
 	}
-	var out []string
-	ok := true
-	_, err := jsonscan.Elements(b, 0, true, func(vs, ve int) error {
-		s, sok := str(b[vs:ve])
-		if !sok {
-			ok = false
-			return errNotString
+	var buf [8]string
+	out := buf[:0]
+	i := jsonscan.SkipSpace(b, 1)
+	if i < len(b) && b[i] == ']' {
+		return nil, true
+	}
+	for i < len(b) {
+		end := jsonscan.SkipValid(b, i)
+		s, ok := str(b[i:end])
+		if !ok {
+			return nil, false
 		}
 		out = append(out, s)
-		return nil
-	})
-	return out, ok && err == nil
+		i = jsonscan.SkipSpace(b, end)
+		if i < len(b) && b[i] == ']' {
+			return slices.Clone(out), true
+		}
+		if i >= len(b) || b[i] != ',' {
+			return nil, false
+		}
+		i = jsonscan.SkipSpace(b, i+1)
+	}
+	return nil, false
 }
-
-var errNotString = jsonscan.Errorf(0, "not a string")
 
 func isNull(b []byte) bool { return jsonscan.IsNull(b) }
 

@@ -136,7 +136,7 @@ func (a *Analyzer) entry(ctx context.Context, user string) (*entry, error) {
 	e, ok := a.cache[user]
 	if !ok {
 		e = &entry{}
-		a.cache[user] = e
+		a.cache[strings.Clone(user)] = e // user is a view of the event's bytes
 	}
 	a.mu.Unlock()
 	e.mu.Lock()

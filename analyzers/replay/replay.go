@@ -60,6 +60,9 @@ func Run(ctx context.Context, o Options, inputs []Input) (Summary, error) {
 	enc := json.NewEncoder(out)
 	enc.SetEscapeHTML(false)
 	lastProgress := start
+	// One Input for every event: analyzers do not keep it. Its SourceID
+	// is left empty: analyzers derive it (ev.ID()) only for a finding.
+	in := &analyzers.Input{Cluster: o.Cluster}
 	for _, src := range inputs {
 		name := src.Name
 		r := audit.NewReader(src.R, name)
@@ -81,7 +84,7 @@ func Run(ctx context.Context, o Options, inputs []Input) (Summary, error) {
 				return s, fmt.Errorf("replay: %w", err)
 			}
 			s.Events++
-			in := &analyzers.Input{Cluster: o.Cluster, SourceID: ev.ID(), Event: ev}
+			in.Event = ev
 			for _, a := range o.Analyzers {
 				fs, err := a.Analyze(ctx, in)
 				if err != nil {

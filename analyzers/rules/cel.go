@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"path"
 	"reflect"
@@ -63,7 +64,7 @@ var variables = []struct {
 	{"execCommand", cel.StringType, "for exec, the command and arguments from the request URI joined by spaces"},
 }
 
-const maxVariables = 48
+const maxVariables = 48 // at most 64: activation.set is a bit mask
 
 var variableIdx = func() map[string]int {
 	m := make(map[string]int, len(variables))
@@ -228,6 +229,7 @@ type activation struct {
 	ev   *audit.Event
 	sys  []string              // lists.system_identities
 	vals [maxVariables]ref.Val // by variable index; nil until resolved
+	set  uint64                // bit i: vals[i] is set
 	spec map[string]any
 	done bool // spec computed
 }
@@ -252,7 +254,18 @@ func (a *activation) ResolveName(name string) (any, bool) {
 	}
 	v := a.resolve(name)
 	a.vals[i] = v
+	a.set |= 1 << i
 	return v, true
+}
+
+// reset makes the activation ready for another event, clearing only the
+// variables resolved (most events resolve two or three of them).
+func (a *activation) reset(ev *audit.Event, sys []string) {
+	for set := a.set; set != 0; set &= set - 1 {
+		a.vals[bits.TrailingZeros64(set)] = nil
+	}
+	a.set = 0
+	a.ev, a.sys, a.spec, a.done = ev, sys, nil, false
 }
 
 func strList(s []string) ref.Val {

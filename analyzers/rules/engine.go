@@ -106,6 +106,7 @@ type Engine struct {
 
 	dedupe  *idSet
 	windows WindowStore
+	sys     []string // lists.system_identities
 
 	evalErrors  atomic.Uint64
 	evictions   atomic.Uint64 // of the in-memory window store
@@ -159,6 +160,7 @@ func Compile(opts Options) (*Engine, error) {
 	if e.windows == nil {
 		e.windows = NewMemoryWindowStore(e.windowLimit, &e.evictions)
 	}
+	e.sys = e.lists["system_identities"]
 	e.actPool.New = func() any { return &activation{} }
 	var errs []error
 	for _, spec := range m.rules {
@@ -384,9 +386,9 @@ func (e *Engine) Evaluate(ctx context.Context, ev *audit.Event) ([]Hit, error) {
 		return nil, nil
 	}
 	act := e.actPool.Get().(*activation)
-	*act = activation{ev: ev, sys: e.lists["system_identities"]}
+	act.reset(ev, e.sys)
 	defer func() {
-		*act = activation{}
+		act.reset(nil, nil)
 		e.actPool.Put(act)
 	}()
 	var hits []Hit
@@ -590,6 +592,7 @@ func (e *Engine) fresh() *Engine {
 		dedupe:      newIDSet(e.dedupeSize),
 		windowLimit: e.windowLimit,
 		dedupeSize:  e.dedupeSize,
+		sys:         e.sys,
 	}
 	n.windows = NewMemoryWindowStore(n.windowLimit, &n.evictions)
 	n.actPool.New = func() any { return &activation{} }
