@@ -29,5 +29,6 @@ Start everything in one process with an embedded NATS server:
 	root.AddCommand(newAnalyzeCommand(), newRulesCommand())
 	root.AddCommand(newReplayCommand())
 	root.AddCommand(newInjectorCommand(), newInjectCommand(), newFaultCommand())
+	root.AddCommand(newExperimentCommand())
 	return root
 }
