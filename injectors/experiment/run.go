@@ -97,7 +97,7 @@ func newRun(ctx context.Context, o Options) (*run, error) {
 		o: o, exp: e, id: id, log: o.Log.With("run", id), out: o.Progress, runs: runs, faults: faults,
 		report: &Report{RunID: id, Experiment: e.Name, Cluster: o.Cluster, Started: now, Indicators: map[string][]Evaluation{}},
 		steps:  map[string]*Fault{}, latest: map[string]*schemas.Deviation{},
-		devs:   make(chan *schemas.Deviation, 1024), stats: make(chan *schemas.FaultStatus, 1024),
+		devs: make(chan *schemas.Deviation, 1024), stats: make(chan *schemas.FaultStatus, 1024),
 	}, nil
 }
 
