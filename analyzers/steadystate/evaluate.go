@@ -195,7 +195,11 @@ func describe(d *schemas.Deviation) string {
 	if d.PValue != nil {
 		s += fmt.Sprintf(", p=%.3g", *d.PValue)
 	}
-	return fmt.Sprintf("%s against %q: %s", s, d.Tolerance.Expr, d.Verdict)
+	s = fmt.Sprintf("%s against %q", s, d.Tolerance.Expr)
+	if d.Verdict == schemas.VerdictFailing || d.Verdict == schemas.VerdictDeviated {
+		s += fmt.Sprintf(", %d of %d failing evaluations in a row", d.ConsecutiveFailures, d.Hysteresis)
+	}
+	return s
 }
 
 // query runs one instant query; it returns the value or why there is none.

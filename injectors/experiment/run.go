@@ -323,7 +323,7 @@ func (r *run) recordDeviation(d *schemas.Deviation) {
 		r.latest[d.Indicator] = d
 	}
 	if prev == nil || prev.Verdict != d.Verdict {
-		r.say("indicator", "%s: %s", d.Indicator, d.Message)
+		r.say("indicator", "%s %s: %s", d.Indicator, d.Verdict, d.Message)
 	}
 }
 
