@@ -33,6 +33,8 @@ import (
 // event and state: the same event analysed twice (a redelivery) must yield
 // findings with the same ids. It returns an error only for a transient
 // failure (the event is retried); an event it cannot use yields no finding.
+// It must not keep the event, or a string read from it, beyond the call
+// (replay reuses their memory for the next event): it keeps copies.
 type Analyzer interface {
 	// Name is the analyzer's name: the last token of its finding subject,
 	// faultline.analyzer of its findings and part of its consumer name.

@@ -127,11 +127,21 @@ func ParseValid(raw []byte) (*Event, error) {
 }
 
 func parse(raw []byte, trusted bool) (*Event, error) {
-	ev := &Event{Raw: raw, tail: -1, trusted: trusted}
-	if err := ev.parse(trusted); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNotAuditEvent, err)
+	ev := new(Event)
+	if err := ev.reparse(raw, trusted); err != nil {
+		return nil, err
 	}
 	return ev, nil
+}
+
+// reparse makes ev the event in raw (a reader that reuses its memory
+// reuses its events too).
+func (ev *Event) reparse(raw []byte, trusted bool) error {
+	*ev = Event{Raw: raw, tail: -1, trusted: trusted}
+	if err := ev.parse(trusted); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotAuditEvent, err)
+	}
+	return nil
 }
 
 func (ev *Event) parse(trusted bool) error {

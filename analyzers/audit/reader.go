@@ -51,7 +51,17 @@ type Reader struct {
 
 	scratch []byte // a line longer than br's buffer
 	slab    []byte // where lines are kept (keep)
+
+	reuse bool
+	ev    *Event // reuse: the event of a line that holds one
 }
+
+// Reuse makes the reader recycle its memory: an event returned by Next,
+// and every string read from it, is valid only until the next call to
+// Next. Nothing is copied or allocated per line then (the event is parsed
+// where the line was read). Replay and rule tests read this way: their
+// analyzers keep copies of what they keep (see analyzers.Analyzer).
+func (r *Reader) Reuse() { r.reuse = true }
 
 type item struct {
 	ev   *Event
@@ -198,7 +208,10 @@ func (r *Reader) readLine() {
 		if tooLong {
 			r.reject(n, fmt.Errorf("%w: line longer than %d bytes", ErrNotAuditEvent, r.maxLine))
 		} else if line = bytes.TrimSpace(line); len(line) > 0 {
-			r.lineItems(r.keep(line), n)
+			if !r.reuse {
+				line = r.keep(line)
+			}
+			r.lineItems(line, n)
 		}
 		r.scratch = r.scratch[:0]
 		if cap(r.scratch) > 1<<20 {
@@ -250,7 +263,14 @@ func (r *Reader) readDocument() {
 // array on one line is split into its events.
 func (r *Reader) lineItems(line []byte, n int) {
 	if line[0] == '{' {
-		ev, err := Parse(line)
+		ev := new(Event)
+		if r.reuse {
+			if r.ev == nil {
+				r.ev = new(Event)
+			}
+			ev = r.ev
+		}
+		err := ev.reparse(line, false)
 		if err == nil {
 			r.pending = append(r.pending, item{ev: ev, line: n})
 			return

@@ -66,6 +66,7 @@ func Run(ctx context.Context, o Options, inputs []Input) (Summary, error) {
 	for _, src := range inputs {
 		name := src.Name
 		r := audit.NewReader(src.R, name)
+		r.Reuse() // each event is done with before the next is read
 		for {
 			if s.Events%1024 == 0 && ctx.Err() != nil {
 				return s, fmt.Errorf("replay: %w", ctx.Err())

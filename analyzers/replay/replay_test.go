@@ -5,7 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -15,6 +18,7 @@ import (
 
 	"github.com/faultline/faultline/analyzers"
 	"github.com/faultline/faultline/analyzers/audit"
+	"github.com/faultline/faultline/analyzers/baseline"
 	"github.com/faultline/faultline/analyzers/replay"
 	"github.com/faultline/faultline/analyzers/rules"
 	"github.com/faultline/faultline/bus"
@@ -149,5 +153,83 @@ func TestBusAndReplayAgree(t *testing.T) {
 			wb, _ := json.Marshal(want[id])
 			t.Errorf("finding %s differs:\nbus:    %s\nreplay: %s", id, gb, wb)
 		}
+	}
+}
+
+// TestReplayReusesMemorySafely: replay reads each event into the memory
+// of the one before (audit.Reader.Reuse), so an analyzer that kept a
+// string of an event would see it change. Every recorded event through
+// the rules and baseline analyzers gives the same findings as when each
+// event has memory of its own.
+func TestReplayReusesMemorySafely(t *testing.T) {
+	eng, err := rules.Compile(rules.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := filepath.Glob("../rules/testdata/recorded/*")
+	if err != nil || len(names) < 10 {
+		t.Fatalf("recorded events: %v", err)
+	}
+	newAnalyzers := func() []analyzers.Analyzer {
+		cfg := baseline.DefaultConfig()
+		cfg.LearningPeriod = 0 // everything new is a finding
+		cfg.IgnoreUsers = nil  // the control plane too
+		b, err := baseline.New(cfg, &baseline.MemoryStore{}, "prod", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []analyzers.Analyzer{rules.NewWithEngine(eng.Fresh()), b}
+	}
+	var inputs []replay.Input
+	var data [][]byte
+	for _, name := range names {
+		d, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = append(data, d)
+		inputs = append(inputs, replay.Input{Name: name, R: bytes.NewReader(d)})
+	}
+	var out, log bytes.Buffer
+	s, err := replay.Run(context.Background(), replay.Options{Analyzers: newAnalyzers(), Cluster: "prod", Out: &out, Log: &log}, inputs)
+	if err != nil || s.Rejected != 0 {
+		t.Fatalf("replay: %v, %d rejected\n%s", err, s.Rejected, log.String())
+	}
+
+	// The same, each event in memory of its own (a reader that does not
+	// reuse).
+	var want bytes.Buffer
+	enc := json.NewEncoder(&want)
+	enc.SetEscapeHTML(false)
+	as := newAnalyzers()
+	events := 0
+	for i, d := range data {
+		r := audit.NewReader(bytes.NewReader(d), names[i])
+		for {
+			ev, err := r.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			events++
+			for _, a := range as {
+				fs, err := a.Analyze(context.Background(), &analyzers.Input{Cluster: "prod", Event: ev})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, f := range fs {
+					analyzers.Finish(f, "prod", ev, nil)
+					if err := enc.Encode(f); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		}
+	}
+	if s.Events != events || s.Findings < 100 || out.String() != want.String() {
+		t.Errorf("replay read %d events (want %d) and made %d findings, other than with an event's own memory:\nreplay:\n%.1500s\nwant:\n%.1500s",
+			s.Events, events, s.Findings, out.String(), want.String())
 	}
 }

@@ -186,6 +186,7 @@ func runCase(shared *Engine, dir string, tc TestCase) (int, error) {
 	// leak between cases.
 	e := shared.fresh()
 	r := audit.NewReader(in, name)
+	r.Reuse()
 	got := 0
 	for {
 		ev, err := r.Next()
