@@ -99,10 +99,9 @@ func ParseExperiment(data []byte) (*Experiment, error) {
 		root = root.Content[0]
 	}
 	c := &yamlConv{lines: map[string]int{}, budget: maxYAMLNodes}
+	// A value with a problem converts to null, leaving the field at its
+	// default, so validation can still run and report the other problems.
 	v := c.convert(root, reflect.TypeFor[Experiment](), "")
-	if len(c.problems) > 0 {
-		return nil, &ExperimentError{Problems: c.problems}
-	}
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return nil, fileError("convert to JSON: " + err.Error())
@@ -114,16 +113,35 @@ func ParseExperiment(data []byte) (*Experiment, error) {
 		return nil, fileError("decode: " + err.Error())
 	}
 	e.applyDerivedDefaults()
+	problems := c.problems
 	if err := e.Validate(); err != nil {
 		var ee *ExperimentError
-		if errors.As(err, &ee) {
-			for _, p := range ee.Problems {
+		if !errors.As(err, &ee) {
+			return nil, err
+		}
+		for _, p := range ee.Problems {
+			// A field that could not be read is reported once, as
+			// such, not again as missing or invalid.
+			if !slices.ContainsFunc(c.problems, func(d *FieldError) bool { return pathWithin(p.Path, d.Path) }) {
 				p.Line = c.line(p.Path)
+				problems = append(problems, p)
 			}
 		}
-		return nil, err
+	}
+	if len(problems) > 0 {
+		slices.SortStableFunc(problems, func(a, b *FieldError) int { return a.Line - b.Line })
+		return nil, &ExperimentError{Problems: problems}
 	}
 	return e, nil
+}
+
+// pathWithin reports whether path is field or inside it.
+func pathWithin(path, field string) bool {
+	if field == "" || path == field {
+		return true
+	}
+	rest, ok := strings.CutPrefix(path, field)
+	return ok && (rest[0] == '.' || rest[0] == '[')
 }
 
 // unquotedGreater finds a tolerance written `tolerance: > 0.5`.
@@ -383,13 +401,13 @@ func (c *yamlConv) object(n *yaml.Node, t reflect.Type, path string) any {
 		p := joinPath(path, key)
 		ft, ok := fields[key]
 		if !ok {
-			msg := fmt.Sprintf("unknown field %q", key)
+			msg := "unknown field"
 			if s := suggest(key, names); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
 			} else {
 				msg += " (known: " + strings.Join(names, ", ") + ")"
 			}
-			c.bad(kn, path, "%s", msg)
+			c.bad(kn, p, "%s", msg)
 			return
 		}
 		c.lines[p] = kn.Line

@@ -746,7 +746,7 @@ func TestParseExperimentLimits(t *testing.T) {
 		{"mapping for string", "name: {a: b}", "name: must be a string, not a mapping"},
 		{"list for duration", "interval: [1s]", "interval: must be a string, not a list"},
 		{"map key path", "groups: {control: {selector: {matchLabels: {app.kubernetes.io/name: [x]}}}}", `groups.control.selector.matchLabels["app.kubernetes.io/name"]: must be a string, not a list`},
-		{"unknown far off", "zzzzzzzz: 1", `unknown field "zzzzzzzz" (known: name, cluster,`},
+		{"unknown far off", "zzzzzzzz: 1", `zzzzzzzz: unknown field (known: name, cluster,`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseExperiment([]byte(tc.in))

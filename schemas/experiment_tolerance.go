@@ -19,7 +19,7 @@ import (
 //	            | op number times "control"                  (relative)
 //	op          = "<" | "<=" | ">" | ">=" | "≤" | "≥"
 //	times       = "*" | "×"
-//	number      = [ "+" | "-" ] digits [ "." digits ] [ exponent ]   (also ".5")
+//	number      = [ "+" | "-" ] ( digits [ "." [ digits ] ] | "." digits ) [ exponent ]
 //
 // Space between tokens is optional. The range is closed (min ≤ x ≤ max,
 // min ≤ max); a factor is greater than 0 and defaults to 1; p is in (0, 1)
