@@ -21,6 +21,7 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/faultline/faultline/analyzers/steadystate/eval"
 	"github.com/faultline/faultline/bus"
 	"github.com/faultline/faultline/injectors/runner"
 	"github.com/faultline/faultline/schemas"
@@ -245,10 +246,10 @@ func (a *Analyzer) publishDeviation(ctx context.Context, d *schemas.Deviation) {
 // trackerState is what survives a restart of the analyzer: where each
 // indicator's run of failures and gaps stands.
 type trackerState struct {
-	Next     int             `json:"next"`
-	Failures map[string]int  `json:"failures"`
-	Gaps     map[string]int  `json:"gaps"`
-	Deviated map[string]bool `json:"deviated"`
+	// Next is the index of the next evaluation (1: at start + interval).
+	Next int `json:"next"`
+	// Trackers holds each indicator's hysteresis and gap counts.
+	Trackers map[string]eval.State `json:"trackers"`
 }
 
 func (a *Analyzer) stateKey(id string) string {
@@ -256,13 +257,17 @@ func (a *Analyzer) stateKey(id string) string {
 }
 
 func (a *Analyzer) loadState(ctx context.Context, id string) trackerState {
-	st := trackerState{Next: 1, Failures: map[string]int{}, Gaps: map[string]int{}, Deviated: map[string]bool{}}
+	fresh := trackerState{Next: 1, Trackers: map[string]eval.State{}}
 	e, err := a.state.Get(ctx, a.stateKey(id))
 	if err != nil {
-		return st
+		return fresh
 	}
+	var st trackerState
 	if json.Unmarshal(e.Value(), &st) != nil || st.Next < 1 {
-		return trackerState{Next: 1, Failures: map[string]int{}, Gaps: map[string]int{}, Deviated: map[string]bool{}}
+		return fresh
+	}
+	if st.Trackers == nil {
+		st.Trackers = map[string]eval.State{}
 	}
 	return st
 }

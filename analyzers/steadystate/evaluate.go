@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/common/model"
 
+	"github.com/faultline/faultline/analyzers/steadystate/eval"
 	"github.com/faultline/faultline/schemas"
 )
 
@@ -111,52 +112,40 @@ func (a *Analyzer) indicator(ctx context.Context, run *Run, ind *schemas.Indicat
 		}
 		values[g] = hist.add(ind.Name, g, point{at, v}, ind.Window.Std())
 	}
-	verdict, p, err := judge(tol, values[schemas.GroupExperimental], values[schemas.GroupControl])
-	msg := ""
+	res, err := eval.Judge(tol, values[schemas.GroupExperimental], values[schemas.GroupControl])
 	if err != nil {
-		verdict, msg = schemas.VerdictNoData, err.Error()
+		res = eval.Result{Verdict: schemas.VerdictNoData, Message: err.Error()}
 	}
-	if verdict == schemas.VerdictNoData && len(gaps) > 0 {
-		msg = strings.Join(gaps, "; ")
+	if res.Verdict == schemas.VerdictNoData && len(gaps) > 0 {
+		res.Message = strings.Join(gaps, "; ")
 	}
+	tr := eval.NewTracker(exp)
+	tr.State = st.Trackers[ind.Name]
+	step, err := tr.Observe(res.Verdict)
+	if err != nil {
+		a.log.Error("steadystate: tracker", "run", run.ID, "indicator", ind.Name, "err", err)
+		return false
+	}
+	st.Trackers[ind.Name] = tr.State
 	dev := &schemas.Deviation{
 		ID: schemas.DeviationID(run.ID, ind.Name, at), ExperimentID: run.ID, Indicator: ind.Name,
-		Groups: schemas.Groups{Experimental: groupValue(values[schemas.GroupExperimental])}, Tolerance: tol,
-		PValue: p, Hysteresis: exp.Hysteresis, EvaluatedAt: at.UTC(),
+		Groups: res.Groups, Tolerance: tol, Verdict: step.Verdict, PValue: res.PValue,
+		ConsecutiveFailures: step.NonOK, Hysteresis: exp.Hysteresis, EvaluatedAt: at.UTC(), Message: res.Message,
 	}
-	if tol.NeedsControl() {
-		c := groupValue(values[schemas.GroupControl])
-		dev.Groups.Control = &c
+	if step.Verdict == schemas.VerdictFailing || step.Verdict == schemas.VerdictDeviated {
+		dev.Message += fmt.Sprintf(" (%d of %d failing evaluations)", step.Failing, exp.Hysteresis)
 	}
-	switch verdict {
-	case schemas.VerdictOK:
-		st.Failures[ind.Name], st.Gaps[ind.Name] = 0, 0
-	case schemas.VerdictFailing:
-		st.Failures[ind.Name]++
-		st.Gaps[ind.Name] = 0
-		if st.Failures[ind.Name] >= exp.Hysteresis {
-			verdict = schemas.VerdictDeviated
-		}
-		dev.ConsecutiveFailures = st.Failures[ind.Name]
-	case schemas.VerdictNoData:
-		st.Gaps[ind.Name]++
-		dev.ConsecutiveFailures = st.Gaps[ind.Name]
-	}
-	dev.Verdict = verdict
-	if msg == "" {
-		msg = describe(dev)
-	}
-	dev.Message = msg
-	a.m.evaluations.WithLabelValues(string(verdict)).Inc()
+	a.m.evaluations.WithLabelValues(string(step.Verdict)).Inc()
 
 	var cause, reason string
 	phase := PhaseDeviated
-	if run.Phase == PhaseRunning {
-		switch {
-		case verdict == schemas.VerdictDeviated && exp.AbortWhen.Deviation:
-			cause, reason = "deviation", fmt.Sprintf("indicator %s deviated: %s", ind.Name, dev.Message)
-		case verdict == schemas.VerdictNoData && st.Gaps[ind.Name] >= exp.AbortWhen.TelemetryGap.Intervals:
-			cause, reason, phase = "telemetry-gap", fmt.Sprintf("indicator %s had no data for %d intervals in a row (%s): unknown is not healthy", ind.Name, st.Gaps[ind.Name], dev.Message), PhaseAborted
+	if abort, _ := eval.Abort(exp.AbortWhen, ind.Name, step); abort && run.Phase == PhaseRunning {
+		if step.TelemetryGap {
+			cause, phase = "telemetry-gap", PhaseAborted
+			reason = fmt.Sprintf("indicator %s had no data for %d intervals in a row (%s): unknown is not healthy", ind.Name, step.NoData, dev.Message)
+		} else {
+			cause = "deviation"
+			reason = fmt.Sprintf("indicator %s deviated: %s", ind.Name, dev.Message)
 		}
 	}
 	dev.Abort = cause != ""
@@ -166,40 +155,6 @@ func (a *Analyzer) indicator(ctx context.Context, run *Run, ind *schemas.Indicat
 	}
 	a.abort(ctx, run.ID, phase, cause, ind.Name, reason)
 	return true
-}
-
-func groupValue(vals []float64) schemas.GroupValue {
-	gv := schemas.GroupValue{Samples: len(vals)}
-	if len(vals) > 0 {
-		sum := 0.0
-		for _, v := range vals {
-			sum += v
-		}
-		sv := schemas.SampleValue(sum / float64(len(vals)))
-		gv.Value = &sv
-	}
-	return gv
-}
-
-func describe(d *schemas.Deviation) string {
-	val := func(g schemas.GroupValue) string {
-		if g.Value == nil {
-			return "no data"
-		}
-		return fmt.Sprintf("%g", float64(*g.Value))
-	}
-	s := fmt.Sprintf("experimental %s", val(d.Groups.Experimental))
-	if d.Groups.Control != nil {
-		s += fmt.Sprintf(", control %s", val(*d.Groups.Control))
-	}
-	if d.PValue != nil {
-		s += fmt.Sprintf(", p=%.3g", *d.PValue)
-	}
-	s = fmt.Sprintf("%s against %q", s, d.Tolerance.Expr)
-	if d.Verdict == schemas.VerdictFailing || d.Verdict == schemas.VerdictDeviated {
-		s += fmt.Sprintf(", %d of %d failing evaluations in a row", d.ConsecutiveFailures, d.Hysteresis)
-	}
-	return s
 }
 
 // query runs one instant query; it returns the value or why there is none.
