@@ -28,6 +28,12 @@ const MinExperimentInterval = time.Second
 // MaxExperimentHysteresis bounds hysteresis.
 const MaxExperimentHysteresis = 100
 
+// MaxExperimentSpan bounds every duration of an experiment file (interval,
+// warmup, heartbeat timeout, windows, a step's start and duration): far
+// beyond any sensible experiment, and far from overflowing when added up.
+// The injectors enforce their own, shorter, maximum fault duration.
+const MaxExperimentSpan = 7 * 24 * time.Hour
+
 // Validate checks the experiment (with its defaults applied) and returns an
 // *ExperimentError listing every problem with its field path, or nil.
 func (e *Experiment) Validate() error {
@@ -74,6 +80,9 @@ func (v *validator) experiment(e *Experiment) {
 	if e.HeartbeatTimeout.Std() < time.Second {
 		v.bad("heartbeat_timeout", "must be at least 1s (got %s)", e.HeartbeatTimeout)
 	}
+	v.span("interval", e.Interval)
+	v.span("warmup", e.Warmup)
+	v.span("heartbeat_timeout", e.HeartbeatTimeout)
 	a := e.AbortWhen
 	switch {
 	case !a.Finding.MinSeverity.Valid():
@@ -128,6 +137,13 @@ func (v *validator) groups(e *Experiment) {
 	c, x := e.Groups.Control, e.Groups.Experimental
 	if ok && c.Namespace == x.Namespace && selectorsIntersect(c.Selector, x.Selector) {
 		v.bad("groups", "control and experimental may select the same pods in namespace %s: give the groups a label that tells them apart (e.g. matchLabels track: control and track: experimental)", c.Namespace)
+	}
+}
+
+// span refuses a duration longer than MaxExperimentSpan.
+func (v *validator) span(path string, d Duration) {
+	if d.Std() > MaxExperimentSpan {
+		v.bad(path, "%s is longer than the %s an experiment may last", d, MaxExperimentSpan)
 	}
 }
 
@@ -227,6 +243,7 @@ func (v *validator) indicator(e *Experiment, i int, names map[string]int) {
 	if err != nil {
 		v.bad(path+".tolerance", "%v", err)
 	}
+	v.span(path+".window", ind.Window)
 	switch {
 	case ind.Window < 0:
 		v.bad(path+".window", "must not be negative (got %s)", ind.Window)
@@ -322,6 +339,8 @@ func (v *validator) step(e *Experiment, i int, names map[string]int) {
 	if st.Duration <= 0 {
 		v.bad(path+".duration", "must be greater than 0 (got %s)", st.Duration)
 	}
+	v.span(path+".start", st.Start)
+	v.span(path+".duration", st.Duration)
 	switch st.Mode.Type {
 	case ModeOne:
 		if st.Mode.Value != 0 {
