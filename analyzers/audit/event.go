@@ -150,22 +150,13 @@ func (ev *Event) parse(trusted bool) error {
 	if start >= len(b) || b[start] != '{' {
 		return errors.New("not a JSON object")
 	}
-	var stop func(m jsonscan.Member) bool
-	if trusted {
-		// The request and response objects are most of an event and most
-		// rules never look at them: leave them, and what follows them,
-		// for later (completeTail). The API server writes every field
-		// read eagerly before them; an event whose members came in
-		// another order (keys sorted by some tool) is read whole, since
-		// its user or objectRef may follow them.
-		// Stopping needs the members so far in that order, up to the user
-		// at least (every event has one).
-		stop = func(m jsonscan.Member) bool {
-			k := b[m.Key:m.KeyEnd]
-			return !ev.unordered && ev.rank >= order("user") && (string(k) == `"requestObject"` || string(k) == `"responseObject"`)
-		}
-	}
-	end, stoppedAt, err := jsonscan.MembersFrom(b, start+1, trusted, stop, ev.member)
+	// With trusted input, the request and response objects (most of an
+	// event, which most rules never look at) and what follows them are
+	// left for later (completeTail). The API server writes every field
+	// read eagerly before them; an event whose members came in another
+	// order (keys sorted by some tool) is read whole, since its user or
+	// objectRef may follow them.
+	end, stoppedAt, err := ev.members(start+1, trusted, trusted)
 	if err != nil {
 		return err
 	}
@@ -182,6 +173,56 @@ func (ev *Event) parse(trusted bool) error {
 	}
 	return nil
 }
+
+// members reads the event's members from b[i:] (just after '{' or a
+// ',') in one pass: each value is checked (unless valid) as it is
+// decoded. With mayStop it stops before the request or response object
+// when the members so far came in the API server's order, up to the user
+// at least (every event has one), and returns stoppedAt, where a later
+// call resumes.
+func (ev *Event) members(i int, valid, mayStop bool) (end, stoppedAt int, err error) {
+	s := scanner{b: ev.Raw, valid: valid}
+	b := s.b
+	if i = s.space(i); i < len(b) && b[i] == '}' {
+		return i + 1, -1, nil
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return 0, -1, jsonscan.Errorf(i, "expected object key")
+		}
+		kend, escaped, err := jsonscan.String(b, i)
+		if err != nil {
+			return 0, -1, err
+		}
+		name := s.name(i, kend, escaped)
+		if mayStop && !ev.unordered && ev.rank >= rankUser && (string(name) == "requestObject" || string(name) == "responseObject") {
+			return 0, i, nil
+		}
+		j := s.space(kend)
+		if j >= len(b) || b[j] != ':' {
+			return 0, -1, jsonscan.Errorf(j, "expected ':' after object key")
+		}
+		if j, err = ev.value(s, name, s.space(j+1)); err != nil {
+			return 0, -1, err
+		}
+		switch i = s.space(j); {
+		case i >= len(b):
+			return 0, -1, jsonscan.Errorf(i, "unexpected end of object")
+		case b[i] == '}':
+			return i + 1, -1, nil
+		case b[i] == ',':
+			i = s.space(i + 1)
+		default:
+			return 0, -1, jsonscan.Errorf(i, "expected ',' or '}' in object")
+		}
+	}
+}
+
+// Ranks (see order) that members and value compare with.
+const (
+	rankUser          = 8
+	rankRequestObject = 14
+)
 
 // order is the rank of each field in the API server's member order (the
 // field order of auditv1.Event); 0 for other fields.
@@ -227,93 +268,86 @@ func order(name string) int8 {
 	return 0
 }
 
-// member decodes one top-level member. Its value's syntax was checked (or
-// the input is known to be valid).
-func (ev *Event) member(m jsonscan.Member) error {
-	v := ev.Raw[m.Val:m.ValEnd]
-	name := m.Name(ev.Raw)
+// value reads the value of the top-level member name at b[i:] and returns
+// its end.
+func (ev *Event) value(s scanner, name []byte, i int) (int, error) {
 	if r := order(string(name)); r > 0 {
-		if ev.tail >= 0 && r < order("requestObject") {
+		if ev.tail >= 0 && r < rankRequestObject {
 			// Read after the event was handed out (completeTail): the
 			// fields before the objects were read then and stay as they
 			// are (the event is not changed under its readers).
-			return nil
+			return s.skip(i, 1)
 		}
 		if r <= ev.rank {
 			ev.unordered = true
 		}
 		ev.rank = r
 	}
-	var ok bool
 	switch string(name) {
 	case "kind":
-		if isNull(v) {
-			return nil
-		}
-		if ev.kind, ok = str(v); !ok {
-			return fmt.Errorf("kind is %s, want \"Event\"", clip(v))
-		}
-		if ev.kind == "EventList" {
+		end, err := s.str(i, "kind", &ev.kind)
+		if err == nil && ev.kind == "EventList" {
 			// Not an event: stop here (a reader splits it instead).
-			return errEventList
+			return 0, errEventList
 		}
+		return end, err
 	case "apiVersion":
-		if isNull(v) {
-			return nil
-		}
-		if ev.apiVersion, ok = str(v); !ok {
-			return fmt.Errorf("apiVersion is %s, not a string", clip(v))
-		}
+		return s.str(i, "apiVersion", &ev.apiVersion)
 	case "auditID":
-		return field(v, "auditID", &ev.AuditID)
+		return s.str(i, "auditID", &ev.AuditID)
 	case "stage":
-		return field(v, "stage", &ev.Stage)
+		return s.str(i, "stage", &ev.Stage)
 	case "level":
-		return field(v, "level", &ev.Level)
+		return s.str(i, "level", &ev.Level)
 	case "verb":
-		return field(v, "verb", &ev.Verb)
+		return s.str(i, "verb", &ev.Verb)
 	case "requestURI":
-		return field(v, "requestURI", &ev.RequestURI)
+		return s.str(i, "requestURI", &ev.RequestURI)
 	case "userAgent":
-		return field(v, "userAgent", &ev.UserAgent)
+		return s.str(i, "userAgent", &ev.UserAgent)
 	case "requestReceivedTimestamp":
-		return field(v, "requestReceivedTimestamp", &ev.requestReceived)
+		return s.str(i, "requestReceivedTimestamp", &ev.requestReceived)
 	case "stageTimestamp":
-		return field(v, "stageTimestamp", &ev.stageTime)
+		return s.str(i, "stageTimestamp", &ev.stageTime)
 	case "sourceIPs":
-		if ev.SourceIPs, ok = strList(v); !ok {
-			return errors.New("sourceIPs is not a list of strings")
-		}
+		return s.strList(i, 2, "sourceIPs", &ev.SourceIPs)
 	case "user":
-		return parseUser(v, &ev.User, "user")
+		return s.user(i, &ev.User, "user")
 	case "impersonatedUser":
-		if isNull(v) {
-			return nil
+		if s.null(i) {
+			return s.skip(i, 1)
 		}
 		ev.Impersonated = &User{}
-		return parseUser(v, ev.Impersonated, "impersonatedUser")
+		return s.user(i, ev.Impersonated, "impersonatedUser")
 	case "objectRef":
-		if isNull(v) {
-			return nil
+		if s.null(i) {
+			return s.skip(i, 1)
 		}
 		ev.HasObjectRef = true
-		return parseObjectRef(v, &ev.ObjectRef)
+		return s.objectRef(i, &ev.ObjectRef)
 	case "responseStatus":
-		if isNull(v) {
-			return nil
+		if s.null(i) {
+			return s.skip(i, 1)
 		}
-		return parseStatus(v, &ev.Code)
+		return s.status(i, &ev.Code)
+	}
+	end, err := s.skip(i, 1)
+	if err != nil {
+		return 0, err
+	}
+	v := s.b[i:end]
+	switch string(name) {
 	case "requestObject":
 		ev.reqObj = nullable(v)
 	case "responseObject":
 		ev.respObj = nullable(v)
 	case "annotations":
 		if !isNull(v) && v[0] != '{' {
-			return errors.New("annotations is not an object")
+			return 0, errors.New("annotations is not an object")
 		}
 		ev.annot = nullable(v)
 	}
-	return nil
+	return end, nil
 }
 
 // checkHead checks what every event has before its request object.
@@ -359,10 +393,9 @@ func (ev *Event) completeTail() error {
 		if ev.tail < 0 {
 			return
 		}
-		b := ev.Raw
-		end, _, err := jsonscan.MembersFrom(b, ev.tail, true, nil, ev.member)
+		end, _, err := ev.members(ev.tail, true, false)
 		if err == nil {
-			err = jsonscan.Trailing(b, end)
+			err = jsonscan.Trailing(ev.Raw, end)
 		}
 		if err == nil {
 			err = ev.checkTail()
@@ -387,104 +420,11 @@ func clip(v []byte) string {
 	return string(v)
 }
 
-func field(v []byte, name string, dst *string) error {
-	if isNull(v) {
-		return nil
-	}
-	s, ok := str(v)
-	if !ok {
-		return fmt.Errorf("%s is %s, not a string", name, clip(v))
-	}
-	*dst = s
-	return nil
-}
-
 func nullable(v []byte) []byte {
 	if isNull(v) {
 		return nil
 	}
 	return v
-}
-
-// parseUser, parseObjectRef and parseStatus read small objects whose
-// syntax was checked with the event's (or is known to be valid).
-func parseUser(v []byte, u *User, name string) error {
-	if isNull(v) {
-		return nil
-	}
-	if v[0] != '{' {
-		return fmt.Errorf("%s is not an object", name)
-	}
-	_, err := jsonscan.Members(v, 0, true, func(m jsonscan.Member) error {
-		x := v[m.Val:m.ValEnd]
-		switch string(m.Name(v)) {
-		case "username":
-			return field(x, name+".username", &u.Username)
-		case "uid":
-			return field(x, name+".uid", &u.UID)
-		case "groups":
-			var ok bool
-			if u.Groups, ok = strList(x); !ok {
-				return fmt.Errorf("%s.groups is not a list of strings", name)
-			}
-		case "extra":
-			if !isNull(x) && x[0] != '{' {
-				return fmt.Errorf("%s.extra is not an object", name)
-			}
-			u.extra = nullable(x)
-		}
-		return nil
-	})
-	return err
-}
-
-func parseObjectRef(v []byte, r *ObjectRef) error {
-	if v[0] != '{' {
-		return errors.New("objectRef is not an object")
-	}
-	_, err := jsonscan.Members(v, 0, true, func(m jsonscan.Member) error {
-		x := v[m.Val:m.ValEnd]
-		switch string(m.Name(v)) {
-		case "resource":
-			return field(x, "objectRef.resource", &r.Resource)
-		case "namespace":
-			return field(x, "objectRef.namespace", &r.Namespace)
-		case "name":
-			return field(x, "objectRef.name", &r.Name)
-		case "uid":
-			return field(x, "objectRef.uid", &r.UID)
-		case "apiGroup":
-			return field(x, "objectRef.apiGroup", &r.APIGroup)
-		case "apiVersion":
-			return field(x, "objectRef.apiVersion", &r.APIVersion)
-		case "subresource":
-			return field(x, "objectRef.subresource", &r.Subresource)
-		}
-		return nil
-	})
-	return err
-}
-
-func parseStatus(v []byte, code *int) error {
-	if v[0] != '{' {
-		return errors.New("responseStatus is not an object")
-	}
-	_, err := jsonscan.Members(v, 0, true, func(m jsonscan.Member) error {
-		if string(m.Name(v)) != "code" {
-			return nil
-		}
-		x := v[m.Val:m.ValEnd]
-		if isNull(x) {
-			return nil
-		}
-		n, ok := integer(x)
-		if !ok || n < -1<<31 || n > 1<<31-1 {
-			return fmt.Errorf("responseStatus.code is %s, not an integer", clip(x))
-		}
-		*code = int(n)
-		return nil
-	})
-	return err
 }
 
 func knownStage(s string) bool {
