@@ -248,7 +248,6 @@ func strList(b []byte) ([]string, bool) {
 	return out, err == nil
 }
 
-
 func isNull(b []byte) bool { return jsonscan.IsNull(b) }
 
 func integer(b []byte) (int64, bool) {
