@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/faultline/faultline/analyzers/steadystate/eval"
 	"github.com/faultline/faultline/bus"
@@ -39,6 +40,10 @@ type Deps struct {
 	// Prometheus answers PromQL indicators; nil when no server is
 	// configured (a run with a PromQL indicator then fails at once).
 	Prometheus promv1.API
+	// Kube reads the groups' pods (events indicators) and workloads
+	// (replicas indicators); nil without API server access (a run with
+	// such an indicator then fails at once).
+	Kube kubernetes.Interface
 }
 
 // Analyzer evaluates running experiments.
@@ -54,6 +59,7 @@ type Analyzer struct {
 	mu      sync.Mutex
 	active  map[string]*tracked
 	evalsWG sync.WaitGroup
+	feeds   *feeds
 }
 
 type tracked struct {
@@ -74,7 +80,7 @@ func New(cfg Config, d Deps) (*Analyzer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Analyzer{cfg: cfg, d: d, log: log, m: m, now: time.Now, active: map[string]*tracked{}}, nil
+	return &Analyzer{cfg: cfg, d: d, log: log, m: m, now: time.Now, active: map[string]*tracked{}, feeds: newFeeds()}, nil
 }
 
 // Name implements app.Component.
@@ -102,6 +108,15 @@ func (a *Analyzer) Run(ctx context.Context) error {
 		return err
 	}
 	defer findings.Stop()
+	feeds, err := a.followFeeds(ctx)
+	defer func() {
+		for _, f := range feeds {
+			f.Stop()
+		}
+	}()
+	if err != nil {
+		return err
+	}
 	a.log.Info("steadystate: following experiment runs", "prometheus", a.d.Prometheus != nil)
 	for {
 		select {
@@ -152,6 +167,7 @@ func (a *Analyzer) onRun(ctx context.Context, e jetstream.KeyValueEntry) {
 			t.cancel()
 			delete(a.active, id)
 			a.m.runs.Set(float64(len(a.active)))
+			a.feeds.forget(id)
 		}
 		return
 	}
@@ -183,8 +199,8 @@ func (a *Analyzer) unsupported(e *schemas.Experiment) string {
 		switch {
 		case ind.PromQL != "" && a.d.Prometheus == nil:
 			return fmt.Sprintf("indicator %s is a PromQL query but no Prometheus server is configured (collectors.metrics.promql.url)", ind.Name)
-		case ind.PromQL == "":
-			return fmt.Sprintf("indicator %s: only PromQL indicators are evaluated by this version of the steady-state analyzer (metric, events and replicas sources are not yet)", ind.Name)
+		case (ind.Events != nil || ind.Replicas != nil) && a.d.Kube == nil:
+			return fmt.Sprintf("indicator %s reads the group's pods or workloads, but the steady-state analyzer has no API server access (analyzers.steadystate.read_cluster, kubernetes.*)", ind.Name)
 		}
 	}
 	return ""

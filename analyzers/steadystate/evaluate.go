@@ -75,7 +75,7 @@ func (a *Analyzer) evaluate(ctx context.Context, id string) {
 		}
 		for i := range exp.SteadyState {
 			if a.indicator(ctx, run, &exp.SteadyState[i], at, hist, &st) {
-				a.saveState(ctx, id, st)
+				a.saveState(context.WithoutCancel(ctx), id, st)
 				return // aborted
 			}
 		}
@@ -96,15 +96,7 @@ func (a *Analyzer) indicator(ctx context.Context, run *Run, ind *schemas.Indicat
 	values := map[schemas.GroupName][]float64{}
 	var gaps []string
 	for _, g := range groups {
-		sel, _ := exp.Group(g)
-		q, err := schemas.ExpandPromQL(ind.PromQL, g, sel)
-		var v float64
-		why := ""
-		if err != nil {
-			why = err.Error()
-		} else {
-			v, why = a.query(ctx, q, at)
-		}
+		v, why := a.sample(ctx, run, ind, g, at)
 		if why != "" {
 			gaps = append(gaps, string(g)+": "+why)
 			values[g] = hist.trim(ind.Name, g, hist[ind.Name][g], at, ind.Window.Std())

@@ -11,6 +11,7 @@ type metrics struct {
 	aborts      *prometheus.CounterVec
 	runs        prometheus.Gauge
 	queryErrors prometheus.Counter
+	dropped     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -31,8 +32,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "faultline_steadystate_query_errors_total",
 			Help: "PromQL queries of indicators that failed (counted as no data).",
 		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "faultline_steadystate_buffer_dropped_total",
+			Help: "Events and samples dropped from the full buffers of the events and metric indicators (oldest first).",
+		}),
 	}
-	if err := promutil.RegisterAll(reg, m.evaluations, m.aborts, m.runs, m.queryErrors); err != nil {
+	if err := promutil.RegisterAll(reg, m.evaluations, m.aborts, m.runs, m.queryErrors, m.dropped); err != nil {
 		return nil, err
 	}
 	return m, nil

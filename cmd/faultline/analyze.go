@@ -61,7 +61,7 @@ in progress (see docs/experiments.md).`,
 				comps = append(comps, r)
 			}
 			if (len(args) == 0 && cfg.Analyzers.SteadyState.Enabled) || slices.Contains(args, steadystate.Name) {
-				s, err := roles.NewSteadyState(rt)
+				s, err := roles.NewSteadyState(rt, version)
 				if err != nil {
 					rt.Abort()
 					return err

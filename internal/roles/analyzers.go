@@ -84,7 +84,7 @@ func NewAnalyzer(rt *app.Runtime, p AnalyzerPlugin) (*analyzers.Runner, error) {
 
 // EnabledAnalyzers builds every enabled analyzer: the audit analyzers and
 // the steady-state analyzer.
-func EnabledAnalyzers(rt *app.Runtime) ([]app.Component, error) {
+func EnabledAnalyzers(rt *app.Runtime, version string) ([]app.Component, error) {
 	var out []app.Component
 	for _, p := range Analyzers() {
 		if !p.Enabled(&rt.Config) {
@@ -97,7 +97,7 @@ func EnabledAnalyzers(rt *app.Runtime) ([]app.Component, error) {
 		out = append(out, r)
 	}
 	if rt.Config.Analyzers.SteadyState.Enabled {
-		s, err := NewSteadyState(rt)
+		s, err := NewSteadyState(rt, version)
 		if err != nil {
 			return nil, err
 		}

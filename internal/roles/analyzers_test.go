@@ -25,7 +25,7 @@ func TestEnabledAnalyzers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rt.Abort()
-	comps, err := EnabledAnalyzers(rt)
+	comps, err := EnabledAnalyzers(rt, "test")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -112,7 +112,7 @@ func EnabledComponents(rt *app.Runtime, version string) ([]app.Component, error)
 		}
 		out = append(out, c)
 	}
-	as, err := EnabledAnalyzers(rt)
+	as, err := EnabledAnalyzers(rt, version)
 	if err != nil {
 		return nil, err
 	}
