@@ -312,13 +312,13 @@ func (ev *Event) value(s scanner, name []byte, i int) (int, error) {
 	case "sourceIPs":
 		return s.strList(i, 2, "sourceIPs", &ev.SourceIPs)
 	case "user":
-		return s.user(i, &ev.User, "user")
+		return s.user(i, &ev.User, &userField)
 	case "impersonatedUser":
 		if s.null(i) {
 			return s.skip(i, 1)
 		}
 		ev.Impersonated = &User{}
-		return s.user(i, ev.Impersonated, "impersonatedUser")
+		return s.user(i, ev.Impersonated, &impersonatedField)
 	case "objectRef":
 		if s.null(i) {
 			return s.skip(i, 1)

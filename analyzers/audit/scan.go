@@ -165,18 +165,27 @@ func (s scanner) object(i int, field string, fn func(name []byte, vs int) (int, 
 	}
 }
 
-func (s scanner) user(i int, u *User, field string) (int, error) {
+// userFields are the names of a user's fields in errors, for user and
+// impersonatedUser (built once, not per event).
+type userFields struct{ name, username, uid, groups, extra string }
+
+var (
+	userField         = userFields{"user", "user.username", "user.uid", "user.groups", "user.extra"}
+	impersonatedField = userFields{"impersonatedUser", "impersonatedUser.username", "impersonatedUser.uid", "impersonatedUser.groups", "impersonatedUser.extra"}
+)
+
+func (s scanner) user(i int, u *User, field *userFields) (int, error) {
 	if s.null(i) {
 		return s.skip(i, 1)
 	}
-	return s.object(i, field, func(name []byte, vs int) (int, error) {
+	return s.object(i, field.name, func(name []byte, vs int) (int, error) {
 		switch string(name) {
 		case "username":
-			return s.str(vs, field+".username", &u.Username)
+			return s.str(vs, field.username, &u.Username)
 		case "uid":
-			return s.str(vs, field+".uid", &u.UID)
+			return s.str(vs, field.uid, &u.UID)
 		case "groups":
-			return s.strList(vs, 3, field+".groups", &u.Groups)
+			return s.strList(vs, 3, field.groups, &u.Groups)
 		}
 		end, err := s.skip(vs, 2)
 		if err != nil {
@@ -185,7 +194,7 @@ func (s scanner) user(i int, u *User, field string) (int, error) {
 		if string(name) == "extra" {
 			v := s.b[vs:end]
 			if !isNull(v) && v[0] != '{' {
-				return 0, fmt.Errorf("%s.extra is not an object", field)
+				return 0, fmt.Errorf("%s is not an object", field.extra)
 			}
 			u.extra = nullable(v)
 		}
@@ -195,26 +204,23 @@ func (s scanner) user(i int, u *User, field string) (int, error) {
 
 func (s scanner) objectRef(i int, r *ObjectRef) (int, error) {
 	return s.object(i, "objectRef", func(name []byte, vs int) (int, error) {
-		var dst *string
 		switch string(name) {
 		case "resource":
-			dst = &r.Resource
+			return s.str(vs, "objectRef.resource", &r.Resource)
 		case "namespace":
-			dst = &r.Namespace
+			return s.str(vs, "objectRef.namespace", &r.Namespace)
 		case "name":
-			dst = &r.Name
+			return s.str(vs, "objectRef.name", &r.Name)
 		case "uid":
-			dst = &r.UID
+			return s.str(vs, "objectRef.uid", &r.UID)
 		case "apiGroup":
-			dst = &r.APIGroup
+			return s.str(vs, "objectRef.apiGroup", &r.APIGroup)
 		case "apiVersion":
-			dst = &r.APIVersion
+			return s.str(vs, "objectRef.apiVersion", &r.APIVersion)
 		case "subresource":
-			dst = &r.Subresource
-		default:
-			return s.skip(vs, 2)
+			return s.str(vs, "objectRef.subresource", &r.Subresource)
 		}
-		return s.str(vs, "objectRef."+string(name), dst)
+		return s.skip(vs, 2)
 	})
 }
 
