@@ -32,11 +32,20 @@ import (
 	"github.com/faultline/faultline/injectors/runner"
 	"github.com/faultline/faultline/injectors/signing"
 	"github.com/faultline/faultline/injectors/starvation"
+	"github.com/faultline/faultline/internal/testkube"
 	"github.com/faultline/faultline/internal/testprom"
 	"github.com/faultline/faultline/schemas"
 )
 
-var cluster = injectortest.NewShared()
+// The control plane runs its controllers and scheduler, as the issue asks:
+// ReplicaSets replace killed pods, the scheduler binds them. Without a
+// kubelet, replacements never become ready, which the service below sees as
+// errors, as it would see crash-looping pods.
+var cluster = testkube.NewShared(func() testkube.Options {
+	o := injectortest.Options()
+	o.Controllers = true
+	return o
+}())
 
 func TestMain(m *testing.M) { injectortest.Main(m, cluster) }
 
