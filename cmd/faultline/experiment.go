@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -167,8 +168,8 @@ func newExperimentAbortCommand() *cobra.Command {
 	var flags *config.Flags
 	var reason string
 	cmd := &cobra.Command{
-		Use:   "abort RUN_ID",
-		Short: "Abort a running experiment: its runner stops and every fault is reverted",
+		Use:   "abort RUN_ID|NAME",
+		Short: "Abort a running experiment (by run id, or by name when one run of it is active): its runner stops and every fault is reverted",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			b, store, cfg, err := faultClient(cmd, flags, "experiment abort")
@@ -180,7 +181,10 @@ func newExperimentAbortCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			id := args[0]
+			id, err := resolveRun(cmd.Context(), runs, args[0])
+			if err != nil {
+				return err
+			}
 			if _, err := runs.End(cmd.Context(), id, steadystate.PhaseAborted, reason, ""); err != nil {
 				return err
 			}
@@ -247,4 +251,31 @@ func newExperimentStatusCommand() *cobra.Command {
 	}
 	flags = config.BindFlags(cmd.Flags())
 	return cmd
+}
+
+// resolveRun finds the run id of arg: a run id, or the name of the one
+// experiment with a run in progress.
+func resolveRun(ctx context.Context, runs *steadystate.Runs, arg string) (string, error) {
+	if r, _, err := runs.Get(ctx, arg); err != nil {
+		return "", err
+	} else if r != nil {
+		return arg, nil
+	}
+	list, err := runs.List(ctx)
+	if err != nil {
+		return "", err
+	}
+	var ids []string
+	for _, r := range list {
+		if r.Experiment.Name == arg {
+			ids = append(ids, r.ID)
+		}
+	}
+	switch len(ids) {
+	case 0:
+		return "", fmt.Errorf("experiment abort: no run %q and no run of an experiment named so in progress; see 'faultline experiment status'", arg)
+	case 1:
+		return ids[0], nil
+	}
+	return "", fmt.Errorf("experiment abort: %d runs of %s in progress (%s): give the run id", len(ids), arg, strings.Join(ids, ", "))
 }
