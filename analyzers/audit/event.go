@@ -89,6 +89,10 @@ type Event struct {
 	tail    int
 	tailErr error
 	trusted bool // the input's syntax was checked before Parse
+	// lists holds SourceIPs and the users' groups when they fit: one
+	// allocation fewer each.
+	lists     [6]string
+	listsUsed int
 	// rank is the order (see order) of the last known field read;
 	// unordered tells that a field came after one that follows it in the
 	// API server's order.
@@ -181,7 +185,7 @@ func (ev *Event) parse(trusted bool) error {
 // at least (every event has one), and returns stoppedAt, where a later
 // call resumes.
 func (ev *Event) members(i int, valid, mayStop bool) (end, stoppedAt int, err error) {
-	s := scanner{b: ev.Raw, valid: valid}
+	s := scanner{b: ev.Raw, valid: valid, ev: ev}
 	b := s.b
 	if i = s.space(i); i < len(b) && b[i] == '}' {
 		return i + 1, -1, nil

@@ -47,6 +47,7 @@ type Reader struct {
 	started bool
 	line    int // lines consumed so far
 	pending []item
+	next    int // the next of pending to return
 	err     error
 
 	scratch []byte // a line longer than br's buffer
@@ -89,9 +90,12 @@ func (r *Reader) SetLimits(maxLine, maxDoc int) {
 // the input cannot be read.
 func (r *Reader) Next() (*Event, error) {
 	for {
-		if len(r.pending) > 0 {
-			it := r.pending[0]
-			r.pending = r.pending[1:]
+		if r.next < len(r.pending) {
+			it := r.pending[r.next]
+			r.pending[r.next] = item{}
+			if r.next++; r.next == len(r.pending) {
+				r.pending, r.next = r.pending[:0], 0 // the array serves again
+			}
 			if it.rej != nil {
 				return nil, it.rej
 			}
@@ -263,12 +267,14 @@ func (r *Reader) readDocument() {
 // array on one line is split into its events.
 func (r *Reader) lineItems(line []byte, n int) {
 	if line[0] == '{' {
-		ev := new(Event)
+		var ev *Event
 		if r.reuse {
 			if r.ev == nil {
 				r.ev = new(Event)
 			}
 			ev = r.ev
+		} else {
+			ev = new(Event)
 		}
 		err := ev.reparse(line, false)
 		if err == nil {

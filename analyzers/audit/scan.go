@@ -20,6 +20,8 @@ type scanner struct {
 	// valid says the bytes are known to be valid JSON (ParseValid): values
 	// are skipped without checking them.
 	valid bool
+	// ev, when set, lends its lists array to the string lists read.
+	ev *Event
 }
 
 func (s scanner) space(i int) int {
@@ -115,7 +117,14 @@ func (s scanner) strList(i, depth int, field string, dst *[]string) (int, error)
 		case i >= len(b):
 			return 0, jsonscan.Errorf(i, "unexpected end of array")
 		case b[i] == ']':
-			*dst = slices.Clone(out)
+			if e := s.ev; e != nil && e.listsUsed+len(out) <= len(e.lists) {
+				// The event's source IPs and groups fit in the event.
+				n := copy(e.lists[e.listsUsed:], out)
+				*dst = e.lists[e.listsUsed : e.listsUsed+n : e.listsUsed+n]
+				e.listsUsed += n
+			} else {
+				*dst = slices.Clone(out)
+			}
 			return i + 1, nil
 		case b[i] == ',':
 			i = s.space(i + 1)

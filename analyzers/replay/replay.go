@@ -72,16 +72,16 @@ func Run(ctx context.Context, o Options, inputs []Input) (Summary, error) {
 				return s, fmt.Errorf("replay: %w", ctx.Err())
 			}
 			ev, err := r.Next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			var rej *audit.Reject
-			if errors.As(err, &rej) {
-				s.Rejected++
-				fmt.Fprintln(o.Log, rej.Error())
-				continue
-			}
 			if err != nil {
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				var rej *audit.Reject
+				if errors.As(err, &rej) {
+					s.Rejected++
+					fmt.Fprintln(o.Log, rej.Error())
+					continue
+				}
 				return s, fmt.Errorf("replay: %w", err)
 			}
 			s.Events++
