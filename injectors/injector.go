@@ -13,6 +13,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -170,4 +172,21 @@ func (e experimentRT) RoundTrip(req *http.Request) (*http.Response, error) {
 	req = req.Clone(req.Context())
 	req.Header.Set("User-Agent", strings.TrimSpace(req.Header.Get("User-Agent")+" "+UserAgentMarker+id))
 	return e.next.RoundTrip(req)
+}
+
+// Check is the start of every fault type's New: it refuses a configuration
+// with problems (each from the type's Config.Validate) and deps without an
+// API client, and returns the logger the fault type logs with.
+func (d Deps) Check(fault schemas.FaultKind, problems []error) (*slog.Logger, error) {
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("%s config: %w", fault, errors.Join(problems...))
+	}
+	if d.Kube == nil {
+		return nil, fmt.Errorf("%s: no Kubernetes client", fault)
+	}
+	log := d.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	return log.With("fault", string(fault)), nil
 }

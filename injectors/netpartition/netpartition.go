@@ -43,17 +43,11 @@ var _ injectors.Injector = (*Injector)(nil)
 
 // New returns a network-partition injector.
 func New(d injectors.Deps, c Config) (*Injector, error) {
-	if errs := c.Validate(); len(errs) > 0 {
-		return nil, fmt.Errorf("network-partition config: %w", errors.Join(errs...))
+	log, err := d.Check(Name, c.Validate())
+	if err != nil {
+		return nil, err
 	}
-	if d.Kube == nil {
-		return nil, errors.New("network-partition: no Kubernetes client")
-	}
-	log := d.Log
-	if log == nil {
-		log = slog.Default()
-	}
-	return &Injector{kube: d.Kube, log: log.With("fault", string(Name)), cfg: c}, nil
+	return &Injector{kube: d.Kube, log: log, cfg: c}, nil
 }
 
 // Fault returns network-partition.

@@ -40,17 +40,11 @@ var (
 
 // New returns a pod-kill injector.
 func New(d injectors.Deps, c Config) (*Injector, error) {
-	if errs := c.Validate(); len(errs) > 0 {
-		return nil, fmt.Errorf("pod-kill config: %w", errors.Join(errs...))
+	log, err := d.Check(Name, c.Validate())
+	if err != nil {
+		return nil, err
 	}
-	if d.Kube == nil {
-		return nil, errors.New("pod-kill: no Kubernetes client")
-	}
-	log := d.Log
-	if log == nil {
-		log = slog.Default()
-	}
-	return &Injector{kube: d.Kube, log: log.With("fault", string(Name)), cfg: c}, nil
+	return &Injector{kube: d.Kube, log: log, cfg: c}, nil
 }
 
 // Fault returns pod-kill.

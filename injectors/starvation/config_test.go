@@ -1,35 +1,24 @@
 package starvation_test
 
 import (
-	"bytes"
-	"os"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/faultline/faultline/injectors/starvation"
+	"github.com/faultline/faultline/internal/config"
 )
 
-// sample.yaml holds every default.
+// sample.yaml is a complete configuration with every default of the
+// section.
 func TestSampleConfig(t *testing.T) {
-	data, err := os.ReadFile("sample.yaml")
+	c, err := config.LoadFile("sample.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	var got starvation.Config
-	if err := dec.Decode(&got); err != nil {
-		t.Fatal(err)
-	}
-	if want := starvation.DefaultConfig(); !reflect.DeepEqual(got, want) {
+	if got, want := c.Injectors.ResourceStarvation, starvation.DefaultConfig(); !reflect.DeepEqual(got, want) {
 		t.Errorf("sample.yaml differs from the defaults:\n got %+v\nwant %+v", got, want)
-	}
-	if errs := got.Validate(); len(errs) > 0 {
-		t.Errorf("sample.yaml is invalid: %v", errs)
 	}
 }
 

@@ -53,19 +53,13 @@ var _ injectors.Injector = (*Injector)(nil)
 
 // New returns a resource-starvation injector.
 func New(d injectors.Deps, c Config) (*Injector, error) {
-	if errs := c.Validate(); len(errs) > 0 {
-		return nil, fmt.Errorf("resource-starvation config: %w", errors.Join(errs...))
-	}
-	if d.Kube == nil {
-		return nil, errors.New("resource-starvation: no Kubernetes client")
-	}
-	log := d.Log
-	if log == nil {
-		log = slog.Default()
+	log, err := d.Check(Name, c.Validate())
+	if err != nil {
+		return nil, err
 	}
 	return &Injector{
 		kube:    d.Kube,
-		log:     log.With("fault", string(Name)),
+		log:     log,
 		cfg:     c,
 		memCPU:  resource.MustParse(c.MemoryOnlyCPU),
 		confirm: 20 * time.Millisecond,
