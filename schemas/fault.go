@@ -165,6 +165,14 @@ type ObjectRef struct {
 	UID        string `json:"uid,omitempty"`
 }
 
+// String is "Kind namespace/name", for messages.
+func (o ObjectRef) String() string {
+	if o.Namespace == "" {
+		return o.Kind + " " + o.Name
+	}
+	return o.Kind + " " + o.Namespace + "/" + o.Name
+}
+
 // FaultStatus reports one step of a command's fault.
 type FaultStatus struct {
 	ID           string     `json:"id"`

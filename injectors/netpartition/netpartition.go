@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -397,34 +396,7 @@ func escapeJSONPointer(s string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
 }
 
-// forEach runs f for each object, parallelism at once, and joins the
-// errors in a stable order.
+// forEach runs f for each object, parallelism at once.
 func (i *Injector) forEach(ctx context.Context, objs []schemas.ObjectRef, f func(context.Context, schemas.ObjectRef) error) error {
-	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, i.cfg.Parallelism)
-	)
-	for _, o := range objs {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			mu.Lock()
-			errs = append(errs, fmt.Errorf("pod %s/%s: %w", o.Namespace, o.Name, ctx.Err()))
-			mu.Unlock()
-			continue
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := f(ctx, o); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
-	return errors.Join(errs...)
+	return injectors.ForEach(ctx, objs, i.cfg.Parallelism, f)
 }

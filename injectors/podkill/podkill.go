@@ -8,9 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
-	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -149,39 +146,20 @@ func (i *Injector) Apply(ctx context.Context, p *injectors.Plan) error {
 		return errors.New("pod-kill: plan without a command")
 	}
 	grace := i.grace(p.Command)
-	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, i.cfg.Parallelism)
-	)
+	var pods []schemas.ObjectRef
 	for _, ref := range p.Affected {
-		if ref.Kind != "Pod" {
-			continue
+		if ref.Kind == "Pod" {
+			pods = append(pods, ref)
 		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			mu.Lock()
-			errs = append(errs, fmt.Errorf("pod %s/%s: %w", ref.Namespace, ref.Name, ctx.Err()))
-			mu.Unlock()
-			continue
-		}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := i.kill(ctx, ref, grace); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		})
 	}
-	wg.Wait()
-	if len(errs) == 0 {
+	err := injectors.ForEach(ctx, pods, i.cfg.Parallelism, func(ctx context.Context, ref schemas.ObjectRef) error {
+		return i.kill(ctx, ref, grace)
+	})
+	if err == nil {
 		return nil
 	}
-	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
-	return fmt.Errorf("pod-kill: %d of %d pods not deleted: %w", len(errs), len(p.Affected), errors.Join(errs...))
+	failed := len(err.(interface{ Unwrap() []error }).Unwrap())
+	return fmt.Errorf("pod-kill: %d of %d pods not deleted: %w", failed, len(pods), err)
 }
 
 // kill deletes one pod.

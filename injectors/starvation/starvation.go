@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -291,7 +290,7 @@ func (i *Injector) Apply(ctx context.Context, p *injectors.Plan) error {
 		return err
 	}
 	cmd := p.Command
-	err = parallel(data.Pods, func(sp StressPod) error {
+	err = injectors.ForEach(ctx, data.Pods, parallelism, func(ctx context.Context, sp StressPod) error {
 		pod := i.pod(cmd, sp)
 		_, err := i.kube.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{})
 		if apierrors.IsAlreadyExists(err) {
@@ -336,7 +335,7 @@ func (i *Injector) Revert(ctx context.Context, r *injectors.Revert) error {
 			refs = append(refs, o)
 		}
 	}
-	err := parallel(refs, func(o schemas.ObjectRef) error { return i.remove(ctx, o, r.CommandID) })
+	err := injectors.ForEach(ctx, refs, parallelism, func(ctx context.Context, o schemas.ObjectRef) error { return i.remove(ctx, o, r.CommandID) })
 	if err != nil {
 		return fmt.Errorf("resource-starvation: revert %s: %w", r.CommandID, err)
 	}
@@ -383,26 +382,3 @@ func (i *Injector) remove(ctx context.Context, o schemas.ObjectRef, commandID st
 // parallelism bounds the API requests of one command; a command has one
 // stress pod per node.
 const parallelism = 10
-
-func parallel[T any](items []T, f func(T) error) error {
-	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, parallelism)
-	)
-	for _, it := range items {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := f(it); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
-	return errors.Join(errs...)
-}
