@@ -2,9 +2,9 @@ package runner
 
 import (
 	"context"
-	"sync"
 	"time"
 
+	"github.com/faultline/faultline/injectors"
 	"github.com/faultline/faultline/schemas"
 )
 
@@ -70,26 +70,22 @@ func (r *Runner) abort(ctx context.Context, m abortMsg) {
 		exp = allExperiments
 	}
 	only := map[string]*schemas.FaultAbort{exp: a}
-	sem := make(chan struct{}, r.cfg.AbortParallelism)
-	var wg sync.WaitGroup
-	n := 0
+	var matching []*Entry
 	for _, e := range entries {
-		if abortedBy(only, &e.Record.Command) == nil {
-			continue
+		if abortedBy(only, &e.Record.Command) != nil {
+			matching = append(matching, e)
 		}
-		n++
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := r.revertOnce(ctx, e.Key, causeAbort, "aborted: "+a.Reason); err != nil {
-				log.Error("injector: abort revert failed; retrying in the background", "fault", e.Key, "err", err)
-				r.revertInBackground(e.Key, causeRevertFailed, "aborted: "+a.Reason)
-			}
-		}()
 	}
-	wg.Wait()
+	n := len(matching)
+	// Failures are retried in the background, so the joined error has
+	// nothing left to say.
+	_ = injectors.ForEach(ctx, matching, r.cfg.AbortParallelism, func(ctx context.Context, e *Entry) error {
+		if err := r.revertOnce(ctx, e.Key, causeAbort, "aborted: "+a.Reason); err != nil {
+			log.Error("injector: abort revert failed; retrying in the background", "fault", e.Key, "err", err)
+			r.revertInBackground(e.Key, causeRevertFailed, "aborted: "+a.Reason)
+		}
+		return nil
+	})
 	r.m.abortSeconds.Observe(time.Since(m.arrived).Seconds())
 	log.Info("injector: abort handled", "faults", n, "took", time.Since(m.arrived))
 }
