@@ -199,7 +199,7 @@ func (ev *Event) members(i int, valid, mayStop bool) (end, stoppedAt int, err er
 			return 0, -1, err
 		}
 		name := s.name(i, kend, escaped)
-		if mayStop && !ev.unordered && ev.rank >= rankUser && (string(name) == "requestObject" || string(name) == "responseObject") {
+		if mayStop && !ev.unordered && ev.rank >= rUser && (string(name) == "requestObject" || string(name) == "responseObject") {
 			return 0, i, nil
 		}
 		j := s.space(kend)
@@ -222,52 +222,68 @@ func (ev *Event) members(i int, valid, mayStop bool) (end, stoppedAt int, err er
 	}
 }
 
-// Ranks (see order) that members and value compare with.
+// The known top-level fields, numbered in the API server's member order
+// (the field order of auditv1.Event).
 const (
-	rankUser          = 8
-	rankRequestObject = 14
+	rKind int8 = iota + 1
+	rAPIVersion
+	rLevel
+	rAuditID
+	rStage
+	rRequestURI
+	rVerb
+	rUser
+	rImpersonatedUser
+	rSourceIPs
+	rUserAgent
+	rObjectRef
+	rResponseStatus
+	rRequestObject
+	rResponseObject
+	rRequestReceivedTimestamp
+	rStageTimestamp
+	rAnnotations
 )
 
-// order is the rank of each field in the API server's member order (the
-// field order of auditv1.Event); 0 for other fields.
+// order is the number of a known field, 0 for another.
 func order(name string) int8 {
 	switch name {
 	case "kind":
-		return 1
+		return rKind
 	case "apiVersion":
-		return 2
+		return rAPIVersion
 	case "level":
-		return 3
+		return rLevel
 	case "auditID":
-		return 4
+		return rAuditID
 	case "stage":
-		return 5
+		return rStage
 	case "requestURI":
-		return 6
+		return rRequestURI
 	case "verb":
-		return 7
+		return rVerb
 	case "user":
-		return 8
+		return rUser
 	case "impersonatedUser":
-		return 9
+		return rImpersonatedUser
 	case "sourceIPs":
-		return 10
+		return rSourceIPs
 	case "userAgent":
-		return 11
+		return rUserAgent
 	case "objectRef":
-		return 12
+		return rObjectRef
 	case "responseStatus":
-		return 13
+		return rResponseStatus
 	case "requestObject":
-		return 14
+		return rRequestObject
 	case "responseObject":
-		return 15
+		return rResponseObject
 	case "requestReceivedTimestamp":
-		return 16
+		return rRequestReceivedTimestamp
 	case "stageTimestamp":
-		return 17
+		return rStageTimestamp
 	case "annotations":
-		return 18
+		return rAnnotations
 	}
 	return 0
 }
@@ -275,8 +291,9 @@ func order(name string) int8 {
 // value reads the value of the top-level member name at b[i:] and returns
 // its end.
 func (ev *Event) value(s scanner, name []byte, i int) (int, error) {
-	if r := order(string(name)); r > 0 {
-		if ev.tail >= 0 && r < rankRequestObject {
+	r := order(string(name))
+	if r > 0 {
+		if ev.tail >= 0 && r < rRequestObject {
 			// Read after the event was handed out (completeTail): the
 			// fields before the objects were read then and stay as they
 			// are (the event is not changed under its readers).
@@ -287,49 +304,49 @@ func (ev *Event) value(s scanner, name []byte, i int) (int, error) {
 		}
 		ev.rank = r
 	}
-	switch string(name) {
-	case "kind":
+	switch r {
+	case rKind:
 		end, err := s.str(i, "kind", &ev.kind)
 		if err == nil && ev.kind == "EventList" {
 			// Not an event: stop here (a reader splits it instead).
 			return 0, errEventList
 		}
 		return end, err
-	case "apiVersion":
+	case rAPIVersion:
 		return s.str(i, "apiVersion", &ev.apiVersion)
-	case "auditID":
+	case rAuditID:
 		return s.str(i, "auditID", &ev.AuditID)
-	case "stage":
+	case rStage:
 		return s.str(i, "stage", &ev.Stage)
-	case "level":
+	case rLevel:
 		return s.str(i, "level", &ev.Level)
-	case "verb":
+	case rVerb:
 		return s.str(i, "verb", &ev.Verb)
-	case "requestURI":
+	case rRequestURI:
 		return s.str(i, "requestURI", &ev.RequestURI)
-	case "userAgent":
+	case rUserAgent:
 		return s.str(i, "userAgent", &ev.UserAgent)
-	case "requestReceivedTimestamp":
+	case rRequestReceivedTimestamp:
 		return s.str(i, "requestReceivedTimestamp", &ev.requestReceived)
-	case "stageTimestamp":
+	case rStageTimestamp:
 		return s.str(i, "stageTimestamp", &ev.stageTime)
-	case "sourceIPs":
+	case rSourceIPs:
 		return s.strList(i, 2, "sourceIPs", &ev.SourceIPs)
-	case "user":
+	case rUser:
 		return s.user(i, &ev.User, &userField)
-	case "impersonatedUser":
+	case rImpersonatedUser:
 		if s.null(i) {
 			return s.skip(i, 1)
 		}
 		ev.Impersonated = &User{}
 		return s.user(i, ev.Impersonated, &impersonatedField)
-	case "objectRef":
+	case rObjectRef:
 		if s.null(i) {
 			return s.skip(i, 1)
 		}
 		ev.HasObjectRef = true
 		return s.objectRef(i, &ev.ObjectRef)
-	case "responseStatus":
+	case rResponseStatus:
 		if s.null(i) {
 			return s.skip(i, 1)
 		}
@@ -340,12 +357,12 @@ func (ev *Event) value(s scanner, name []byte, i int) (int, error) {
 		return 0, err
 	}
 	v := s.b[i:end]
-	switch string(name) {
-	case "requestObject":
+	switch r {
+	case rRequestObject:
 		ev.reqObj = nullable(v)
-	case "responseObject":
+	case rResponseObject:
 		ev.respObj = nullable(v)
-	case "annotations":
+	case rAnnotations:
 		if !isNull(v) && v[0] != '{' {
 			return 0, errors.New("annotations is not an object")
 		}

@@ -58,21 +58,25 @@ func (s scanner) name(i, end int, escaped bool) []byte {
 // str decodes the string at i into dst; null leaves dst as it is.
 func (s scanner) str(i int, field string, dst *string) (int, error) {
 	if i < len(s.b) && s.b[i] == '"' {
-		var end int
+		var v string
+		var ok bool
 		if s.valid {
-			end = jsonscan.SkipValidString(s.b, i)
+			end := jsonscan.SkipValidString(s.b, i)
+			v, ok = jsonscan.UnquoteView(s.b[i:end])
+			i = end
 		} else {
-			var err error
-			if end, _, err = jsonscan.String(s.b, i); err != nil {
+			end, escaped, err := jsonscan.String(s.b, i)
+			if err != nil {
 				return 0, err
 			}
+			v, ok = jsonscan.UnquoteViewOf(s.b[i:end], escaped)
+			i = end
 		}
-		v, ok := jsonscan.UnquoteView(s.b[i:end])
 		if !ok {
 			return 0, fmt.Errorf("%s is not a valid string", field)
 		}
 		*dst = v
-		return end, nil
+		return i, nil
 	}
 	end, err := s.skip(i, 1)
 	if err != nil {

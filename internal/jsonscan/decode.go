@@ -42,6 +42,30 @@ func UnquoteView(tok []byte) (string, bool) {
 	return View(out), true
 }
 
+// UnquoteViewOf is UnquoteView for a token String checked, which said
+// whether it holds escapes: a string without is only checked for UTF-8.
+func UnquoteViewOf(tok []byte, escaped bool) (string, bool) {
+	if escaped || len(tok) < 2 {
+		return UnquoteView(tok)
+	}
+	body := tok[1 : len(tok)-1]
+	i := 0
+	for ; i+8 <= len(body); i += 8 {
+		if binary.LittleEndian.Uint64(body[i:])&msbs != 0 {
+			break
+		}
+	}
+	for ; i < len(body); i++ {
+		if body[i] >= utf8.RuneSelf {
+			if utf8.Valid(body[i:]) {
+				return View(body), true
+			}
+			return UnquoteView(tok)
+		}
+	}
+	return View(body), true
+}
+
 // View is b as a string without copying.
 func View(b []byte) string {
 	if len(b) == 0 {

@@ -103,7 +103,12 @@ func TestUnquoteAgreesWithEncodingJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(s), &want); err != nil {
 			t.Fatalf("%q: %v", s, err)
 		}
-		for _, un := range []func([]byte) (string, bool){Unquote, UnquoteView} {
+		_, escaped, err := String([]byte(s), 0)
+		if err != nil {
+			t.Fatalf("String(%q): %v", s, err)
+		}
+		viewOf := func(tok []byte) (string, bool) { return UnquoteViewOf(tok, escaped) }
+		for _, un := range []func([]byte) (string, bool){Unquote, UnquoteView, viewOf} {
 			got, ok := un([]byte(s))
 			if !ok || got != want {
 				t.Errorf("unquote(%q) = %q, %v; encoding/json %q", s, got, ok, want)
@@ -242,12 +247,13 @@ func FuzzSkip(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		checkAgainstStdlib(t, in)
 		if len(in) > 0 && in[0] == '"' {
-			if end, _, err := String(in, 0); err == nil {
+			if end, escaped, err := String(in, 0); err == nil {
 				var want string
 				werr := json.Unmarshal(in[:end], &want)
 				got, ok := Unquote(in[:end])
-				if werr != nil || !ok || got != want {
-					t.Fatalf("Unquote(%q) = %q, %v; encoding/json %q, %v", in[:end], got, ok, want, werr)
+				view, vok := UnquoteViewOf(in[:end], escaped)
+				if werr != nil || !ok || got != want || !vok || view != want {
+					t.Fatalf("Unquote(%q) = %q, %v, UnquoteViewOf %q; encoding/json %q, %v", in[:end], got, ok, view, want, werr)
 				}
 			}
 		}
