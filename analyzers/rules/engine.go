@@ -56,6 +56,7 @@ type Rule struct {
 	verbs      map[string]bool // nil: any
 	resources  []resPattern    // nil: any
 	cond       cel.Program
+	gate       gate // what cond requires of the event, checked first
 	exceptions []exception
 	window     *window
 	output     []outputPart
@@ -201,8 +202,11 @@ func (e *Engine) compileRule(env *cel.Env, s *RuleSpec, ruleset string) (*Rule, 
 	}
 	var errs []error
 	var err error
-	if r.cond, err = compileExpr(env, s.Condition, cel.BoolType); err != nil {
+	var cond *cel.Ast
+	if r.cond, cond, err = compileChecked(env, s.Condition, cel.BoolType); err != nil {
 		errs = append(errs, fmt.Errorf("condition: %w", err))
+	} else {
+		r.gate = gateOf(cond)
 	}
 	for _, x := range s.Exceptions {
 		p, err := compileExpr(env, x.Field, nil)
@@ -232,18 +236,24 @@ func (e *Engine) compileRule(env *cel.Env, s *RuleSpec, ruleset string) (*Rule, 
 }
 
 func compileExpr(env *cel.Env, expr string, want *cel.Type) (cel.Program, error) {
+	p, _, err := compileChecked(env, expr, want)
+	return p, err
+}
+
+// compileChecked is compileExpr that also returns the checked expression.
+func compileChecked(env *cel.Env, expr string, want *cel.Type) (cel.Program, *cel.Ast, error) {
 	ast, iss := env.Compile(expr)
 	if iss.Err() != nil {
-		return nil, fmt.Errorf("CEL: %s", strings.TrimSpace(iss.Err().Error()))
+		return nil, nil, fmt.Errorf("CEL: %s", strings.TrimSpace(iss.Err().Error()))
 	}
 	if want != nil && !ast.OutputType().IsExactType(want) && !ast.OutputType().IsExactType(cel.DynType) {
-		return nil, fmt.Errorf("CEL: the expression is a %s, want %s", ast.OutputType(), want)
+		return nil, nil, fmt.Errorf("CEL: the expression is a %s, want %s", ast.OutputType(), want)
 	}
 	p, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
 	if err != nil {
-		return nil, fmt.Errorf("CEL program: %w", err)
+		return nil, nil, fmt.Errorf("CEL program: %w", err)
 	}
-	return p, nil
+	return p, ast, nil
 }
 
 // compileOutput splits "text ${expr} text" into parts.
@@ -398,6 +408,9 @@ func (e *Engine) Evaluate(ctx context.Context, ev *audit.Event) ([]Hit, error) {
 			continue
 		}
 		if r.users != nil && !globAny(r.users, ev.User.Username) {
+			continue
+		}
+		if r.gate != 0 && !act.admits(r.gate) {
 			continue
 		}
 		out, _, err := r.cond.Eval(act)
