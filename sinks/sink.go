@@ -9,6 +9,7 @@ package sinks
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/faultline/faultline/schemas"
 )
@@ -20,12 +21,23 @@ type Sink interface {
 	Write(ctx context.Context, docs []Document) []Result
 }
 
-// Document is one bus message to store.
+// Document is one bus message to store: its envelope's attributes and its
+// data.
 type Document struct {
-	// ID is the envelope id: writing the same document again overwrites it.
-	ID   string
-	Kind schemas.Kind
-	Body json.RawMessage
+	// ID is the envelope id: a sink stores a document once per id, so a
+	// redelivered message never makes a second one.
+	ID string
+	// Type is the envelope's CloudEvents type, e.g. io.faultline.finding.v1.
+	Type    string
+	Subject string
+	Cluster string
+	Time    time.Time
+	Body    json.RawMessage
+}
+
+// DocumentOf makes the document of an envelope.
+func DocumentOf(env *schemas.Envelope) Document {
+	return Document{ID: env.ID, Type: env.Type, Subject: env.Subject, Cluster: env.Cluster, Time: env.Time, Body: env.Data}
 }
 
 // Result is the outcome of one document.
