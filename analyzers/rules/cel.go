@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/decls"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/common/types/traits"
@@ -66,17 +67,79 @@ var variables = []struct {
 
 const maxVariables = 48 // at most 64: activation.set is a bit mask
 
-var variableIdx = func() map[string]int {
-	m := make(map[string]int, len(variables))
-	for i, v := range variables {
-		m[v.name] = i
-	}
-	return m
-}()
-
+// variableIndex is the index of a variable in variables, -1 for another
+// name. CEL asks for variables by name on every evaluation: a switch is
+// quicker than a map (TestVariableIndex keeps it in step with variables).
 func variableIndex(name string) int {
-	if i, ok := variableIdx[name]; ok && i < maxVariables {
-		return i
+	switch name {
+	case "verb":
+		return 0
+	case "stage":
+		return 1
+	case "level":
+		return 2
+	case "auditID":
+		return 3
+	case "requestURI":
+		return 4
+	case "userAgent":
+		return 5
+	case "user.username":
+		return 6
+	case "user.uid":
+		return 7
+	case "user.groups":
+		return 8
+	case "user.system":
+		return 9
+	case "user.extra":
+		return 10
+	case "impersonated":
+		return 11
+	case "impersonatedUser.username":
+		return 12
+	case "impersonatedUser.groups":
+		return 13
+	case "sourceIPs":
+		return 14
+	case "sourceIP":
+		return 15
+	case "objectRef.resource":
+		return 16
+	case "objectRef.subresource":
+		return 17
+	case "objectRef.namespace":
+		return 18
+	case "objectRef.name":
+		return 19
+	case "objectRef.apiGroup":
+		return 20
+	case "objectRef.apiVersion":
+		return 21
+	case "responseStatus.code":
+		return 22
+	case "annotations":
+		return 23
+	case "authzDecision":
+		return 24
+	case "requestObject":
+		return 25
+	case "responseObject":
+		return 26
+	case "podSpec":
+		return 27
+	case "containers":
+		return 28
+	case "images":
+		return 29
+	case "hostPaths":
+		return 30
+	case "capabilitiesAdded":
+		return 31
+	case "controllerOwned":
+		return 32
+	case "execCommand":
+		return 33
 	}
 	return -1
 }
@@ -85,24 +148,29 @@ func variableIndex(name string) int {
 // lists as constants (folded into the programs at compile time) and
 // Faultline's functions.
 func newEnv(lists map[string][]string) (*cel.Env, error) {
+	// The functions check their arguments' types themselves (a wrong type
+	// is CEL's no-such-overload error, as with CEL's own guards), so CEL's
+	// generated type guards, which look at every item of a list argument
+	// on every call, are off.
+	noGuards := decls.DisableTypeGuards(true)
 	opts := []cel.EnvOption{
 		cel.OptionalTypes(),
 		cel.Function("matchesAny",
 			cel.MemberOverload("string_matches_any", []*cel.Type{cel.StringType, cel.ListType(cel.StringType)}, cel.BoolType,
-				cel.BinaryBinding(func(s, l ref.Val) ref.Val { return types.Bool(anyOf(s, l, analyzers.Glob)) }))),
+				cel.BinaryBinding(func(s, l ref.Val) ref.Val { return anyOf(s, l, analyzers.Glob) })), noGuards),
 		cel.Function("startsWithAny",
 			cel.MemberOverload("string_starts_with_any", []*cel.Type{cel.StringType, cel.ListType(cel.StringType)}, cel.BoolType,
 				cel.BinaryBinding(func(s, l ref.Val) ref.Val {
-					return types.Bool(anyOf(s, l, func(p, s string) bool { return strings.HasPrefix(s, p) }))
-				}))),
+					return anyOf(s, l, func(p, s string) bool { return strings.HasPrefix(s, p) })
+				})), noGuards),
 		cel.Function("containsAny",
 			cel.MemberOverload("string_contains_any", []*cel.Type{cel.StringType, cel.ListType(cel.StringType)}, cel.BoolType,
 				cel.BinaryBinding(func(s, l ref.Val) ref.Val {
-					return types.Bool(anyOf(s, l, func(p, s string) bool { return strings.Contains(s, p) }))
-				}))),
+					return anyOf(s, l, func(p, s string) bool { return strings.Contains(s, p) })
+				})), noGuards),
 		cel.Function("inCIDRs",
 			cel.MemberOverload("string_in_cidrs", []*cel.Type{cel.StringType, cel.ListType(cel.StringType)}, cel.BoolType,
-				cel.BinaryBinding(func(s, l ref.Val) ref.Val { return types.Bool(anyOf(s, l, inCIDR)) }))),
+				cel.BinaryBinding(func(s, l ref.Val) ref.Val { return anyOf(s, l, inCIDR) })), noGuards),
 		cel.Function("normalizeImage",
 			cel.MemberOverload("string_normalize_image", []*cel.Type{cel.StringType}, cel.StringType,
 				cel.UnaryBinding(func(s ref.Val) ref.Val {
@@ -111,7 +179,7 @@ func newEnv(lists map[string][]string) (*cel.Env, error) {
 						return types.MaybeNoSuchOverloadErr(s)
 					}
 					return types.String(NormalizeImage(string(str)))
-				}))),
+				})), noGuards),
 	}
 	for _, v := range variables {
 		opts = append(opts, cel.Variable(v.name, v.typ))
@@ -126,31 +194,37 @@ func newEnv(lists map[string][]string) (*cel.Env, error) {
 	return env, nil
 }
 
-// anyOf tells whether match(item, s) holds for any item of the list l.
-func anyOf(sv, lv ref.Val, match func(item, s string) bool) bool {
+// anyOf tells whether match(item, s) holds for any item of the list l: a
+// CEL bool, or no-such-overload when s is not a string or l not a list of
+// strings.
+func anyOf(sv, lv ref.Val, match func(item, s string) bool) ref.Val {
 	s, ok := sv.(types.String)
 	if !ok {
-		return false
+		return types.MaybeNoSuchOverloadErr(sv)
 	}
 	if items, ok := lv.Value().([]string); ok {
 		for _, it := range items {
 			if match(it, string(s)) {
-				return true
+				return types.True
 			}
 		}
-		return false
+		return types.False
 	}
 	l, ok := lv.(traits.Lister)
 	if !ok {
-		return false
+		return types.MaybeNoSuchOverloadErr(lv)
 	}
-	it := l.Iterator()
-	for it.HasNext() == types.True {
-		if p, ok := it.Next().(types.String); ok && match(string(p), string(s)) {
-			return true
+	found := false
+	for i, n := types.Int(0), l.Size().(types.Int); i < n; i++ {
+		p, ok := l.Get(i).(types.String)
+		if !ok {
+			return types.MaybeNoSuchOverloadErr(l.Get(i))
+		}
+		if !found && match(string(p), string(s)) {
+			found = true // the rest is still checked for its type
 		}
 	}
-	return false
+	return types.Bool(found)
 }
 
 // cidrCache keeps parsed CIDRs (lists are constants, so few); it stops

@@ -49,3 +49,38 @@ func TestGatesOfTheDefaultRules(t *testing.T) {
 		}
 	}
 }
+
+// TestVariableIndex: the switch of variableIndex names every variable at
+// its index, within the activation's bound.
+func TestVariableIndex(t *testing.T) {
+	if len(variables) > maxVariables {
+		t.Fatalf("%d variables, activation holds %d", len(variables), maxVariables)
+	}
+	for i, v := range variables {
+		if got := variableIndex(v.name); got != i {
+			t.Errorf("variableIndex(%q) = %d, want %d", v.name, got, i)
+		}
+	}
+	if variableIndex("user") != -1 || variableIndex("") != -1 {
+		t.Error("a name that is no variable has an index")
+	}
+}
+
+// TestFunctionsRefuseWrongTypes: Faultline's functions run without CEL's
+// type guards and check their arguments themselves: a wrong type is still
+// an evaluation error (counted, no match), not a silent false.
+func TestFunctionsRefuseWrongTypes(t *testing.T) {
+	for _, cond := range []string{
+		`requestObject.?kind.orValue(0).matchesAny(["a*"])`,
+		`verb.startsWithAny(requestObject.?x.orValue(["get", 1]))`,
+		`requestObject.?kind.orValue(0).normalizeImage() == ""`,
+	} {
+		e, err := Compile(Options{Sources: []Source{src(map[string]string{"r.yaml": "rules:\n  - {id: r, name: r, severity: low, condition: '" + cond + "'}\n"})}})
+		if err != nil {
+			t.Fatalf("%s: %v", cond, err)
+		}
+		if hits := evaluate(t, e, event(t, "get", "pods", "alice")); len(hits) != 0 || e.EvalErrors() != 1 {
+			t.Errorf("%s: %d hits, %d evaluation errors; want 0 and 1", cond, len(hits), e.EvalErrors())
+		}
+	}
+}
