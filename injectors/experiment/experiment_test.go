@@ -137,6 +137,13 @@ func TestFindingInBlastRadiusAborts(t *testing.T) {
 	if rep.Verdict != VerdictAborted || !strings.Contains(rep.Reason, "privileged-pod") {
 		t.Fatalf("verdict %s: %s", rep.Verdict, rep.Reason)
 	}
+	found := false
+	for _, f := range rep.Findings {
+		found = found || f.Rule == "privileged-pod"
+	}
+	if !found {
+		t.Errorf("the report's findings in the blast radius lack privileged-pod: %+v", rep.Findings)
+	}
 	if n := w.leftovers(rep.RunID); n != 0 {
 		t.Errorf("%d objects or records left", n)
 	}

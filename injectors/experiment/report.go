@@ -37,6 +37,18 @@ type Report struct {
 	// Indicators holds every evaluation of each indicator.
 	Indicators map[string][]Evaluation `json:"indicators"`
 	Faults     []Fault                 `json:"faults"`
+	// Findings are the security findings in the experimental group's
+	// namespace during the run, the injector's own (info) included.
+	Findings []Finding `json:"findings,omitempty"`
+}
+
+// Finding is a security finding seen in the blast radius during a run.
+type Finding struct {
+	ID       string           `json:"id"`
+	Time     time.Time        `json:"time"`
+	Rule     string           `json:"rule"`
+	Severity schemas.Severity `json:"severity"`
+	Message  string           `json:"message"`
 }
 
 // Event is one entry of a run's timeline.

@@ -66,6 +66,7 @@ type run struct {
 	latest  map[string]*schemas.Deviation
 	devs    chan *schemas.Deviation
 	stats   chan *schemas.FaultStatus
+	finds   chan *schemas.Finding
 	deviant string // the first indicator that deviated
 }
 
@@ -121,6 +122,11 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 		return nil, fmt.Errorf("experiment %s: follow fault statuses: %w", r.id, err)
 	}
 	defer func() { _ = stSub.Unsubscribe() }()
+	fSub, err := nc.Subscribe(bus.PrefixFinding+"."+bus.Token(r.o.Cluster)+".>", r.onFinding)
+	if err != nil {
+		return nil, fmt.Errorf("experiment %s: follow findings: %w", r.id, err)
+	}
+	defer func() { _ = fSub.Unsubscribe() }()
 
 	start := r.report.Started
 	warmupEnd := start.Add(e.Warmup.Std())
@@ -191,6 +197,8 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 			if reason := r.recordStatus(st); reason != "" {
 				return finish(steadystate.PhaseFailed, reason, "")
 			}
+		case f := <-r.finds:
+			r.recordFinding(f)
 		case u := <-watch.Updates():
 			if u == nil || u.Operation() != jetstream.KeyValuePut {
 				continue
@@ -284,6 +292,26 @@ func (r *run) onDeviation(m *nats.Msg) {
 	}
 }
 
+func (r *run) onFinding(m *nats.Msg) {
+	env, err := schemas.DecodeEnvelope(m.Data)
+	if err != nil || env.Type != schemas.TypeFinding {
+		return
+	}
+	var f schemas.Finding
+	if json.Unmarshal(env.Data, &f) != nil || f.Orchestrator.Namespace != r.exp.Groups.Experimental.Namespace {
+		return
+	}
+	select {
+	case r.finds <- &f:
+	default:
+	}
+}
+
+func (r *run) recordFinding(f *schemas.Finding) {
+	r.report.Findings = append(r.report.Findings, Finding{ID: f.Event.ID, Time: f.Timestamp, Rule: f.Rule.ID, Severity: f.Faultline.Severity, Message: f.Message})
+	r.say("finding", "%s %s: %s", f.Faultline.Severity, f.Rule.ID, f.Message)
+}
+
 func (r *run) onStatus(m *nats.Msg) {
 	env, err := schemas.DecodeEnvelope(m.Data)
 	if err != nil || env.Type != schemas.TypeFaultStatus {
@@ -310,6 +338,8 @@ func (r *run) drain() {
 			}
 		case st := <-r.stats:
 			r.recordStatus(st)
+		case f := <-r.finds:
+			r.recordFinding(f)
 		default:
 			return
 		}
