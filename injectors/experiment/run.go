@@ -99,6 +99,7 @@ func newRun(ctx context.Context, o Options) (*run, error) {
 		report: &Report{RunID: id, Experiment: e.Name, Cluster: o.Cluster, Started: now, Indicators: map[string][]Evaluation{}},
 		steps:  map[string]*Fault{}, latest: map[string]*schemas.Deviation{},
 		devs: make(chan *schemas.Deviation, 1024), stats: make(chan *schemas.FaultStatus, 1024),
+		finds: make(chan *schemas.Finding, 256),
 	}, nil
 }
 
@@ -459,6 +460,8 @@ func (r *run) waitReverted(ctx context.Context) {
 			return
 		case st := <-r.stats:
 			r.recordStatus(st)
+		case f := <-r.finds:
+			r.recordFinding(f)
 		case <-t.C:
 		}
 	}
@@ -466,6 +469,7 @@ func (r *run) waitReverted(ctx context.Context) {
 
 // conclude writes the verdict and publishes the report.
 func (r *run) conclude(ctx context.Context, phase steadystate.Phase, reason, indicator string) *Report {
+	r.drain()
 	rep := r.report
 	rep.Ended = time.Now().UTC()
 	rep.Reason, rep.Indicator = reason, indicator
