@@ -185,14 +185,18 @@ func (r *Runner) handle(ctx context.Context, m *bus.Msg) error {
 
 // EncodeFinding wraps a finding in its CloudEvents envelope.
 func EncodeFinding(f *schemas.Finding) ([]byte, error) {
-	env, err := schemas.NewEnvelope(schemas.Attributes{
+	data, err := f.AppendJSON(nil, true) // as json.Marshal writes it
+	if err != nil {
+		return nil, fmt.Errorf("encode finding %s: %w", f.Event.ID, err)
+	}
+	env, err := schemas.NewEnvelopeRaw(schemas.Attributes{
 		ID:      f.Event.ID,
 		Source:  "/faultline/analyzers/" + f.Faultline.Analyzer,
 		Type:    schemas.TypeFinding,
 		Subject: f.Rule.ID,
 		Cluster: f.Orchestrator.Cluster.Name,
 		Time:    f.Timestamp,
-	}, f)
+	}, data)
 	if err != nil {
 		return nil, fmt.Errorf("encode finding %s: %w", f.Event.ID, err)
 	}

@@ -64,16 +64,42 @@ func (e *Envelope) encodedSizeHint() int {
 
 const hexDigits = "0123456789abcdef"
 
+// plain8 tells whether none of the eight bytes of s needs escaping: no
+// control character, quote, backslash, non-ASCII byte (checked one by one
+// for invalid UTF-8 and U+2028/U+2029) or, with html, <, > or &.
+func plain8(s string, html bool) bool {
+	const lsbs, msbs = 0x0101010101010101, 0x8080808080808080
+	x := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+	zero := func(v uint64) uint64 { return (v - lsbs) &^ v & msbs }
+	m := x&msbs | (x-lsbs*0x20)&^x&msbs | zero(x^lsbs*'"') | zero(x^lsbs*'\\')
+	if html {
+		m |= zero(x^lsbs*'<') | zero(x^lsbs*'>') | zero(x^lsbs*'&')
+	}
+	return m == 0
+}
+
 // appendJSONString appends s as a JSON string escaped the way encoding/json
 // does by default (HTML-safe: <, > and & as \u escapes; invalid UTF-8 as
 // U+FFFD; U+2028 and U+2029 escaped), so both encoders agree byte for byte.
-func appendJSONString(dst []byte, s string) []byte {
+func appendJSONString(dst []byte, s string) []byte { return appendJSONStringHTML(dst, s, true) }
+
+// appendJSONStringHTML is appendJSONString; without html, <, > and & are
+// written as they are, as by a json.Encoder with SetEscapeHTML(false).
+func appendJSONStringHTML(dst []byte, s string, html bool) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Runs of bytes written as they are, eight at a time.
+		for i+8 <= len(s) && plain8(s[i:i+8], html) {
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if c >= 0x20 && c != '"' && c != '\\' && (!html || c != '<' && c != '>' && c != '&') {
 				i++
 				continue
 			}

@@ -5,7 +5,6 @@ package replay
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -57,8 +56,7 @@ func Run(ctx context.Context, o Options, inputs []Input) (Summary, error) {
 	s := Summary{ByRule: map[string]int{}}
 	start := time.Now()
 	out := bufio.NewWriterSize(o.Out, 64<<10)
-	enc := json.NewEncoder(out)
-	enc.SetEscapeHTML(false)
+	var line []byte // a finding as a json.Encoder without HTML escaping writes it
 	lastProgress := start
 	// One Input for every event: analyzers do not keep it. Its SourceID
 	// is left empty: analyzers derive it (ev.ID()) only for a finding.
@@ -96,7 +94,11 @@ func Run(ctx context.Context, o Options, inputs []Input) (Summary, error) {
 					if !f.Faultline.Severity.AtLeast(o.MinSeverity) {
 						continue
 					}
-					if err := enc.Encode(f); err != nil {
+					var err error
+					if line, err = f.AppendJSON(line[:0], false); err == nil {
+						_, err = out.Write(append(line, '\n'))
+					}
+					if err != nil {
 						return s, fmt.Errorf("replay: write finding: %w", err)
 					}
 					s.Findings++
