@@ -7,7 +7,9 @@
 #   1. installs pinned tools (staticcheck) into the cache, outside the clone,
 #      and Debian's prometheus package (apt-get) when it is missing;
 #   2. builds the real Kubernetes control plane for the tests (scripts/kube-build.sh,
-#      cached by version: ~8 minutes the first time, a second afterwards);
+#      cached by version: ~8 minutes the first time, a second afterwards) and
+#      fetches the real Elasticsearch for them (scripts/es-fetch.sh, from
+#      Maven Central: seconds the first time, cached afterwards);
 #   3. gofmt, go vet and staticcheck over the whole module;
 #   4. every Go test, with the real parts required (a missing one fails, it
 #      is never skipped), and the race detector on the concurrent packages;
@@ -64,6 +66,11 @@ step "Kubernetes control plane for the tests (scripts/kube-build.sh)"
 FAULTLINE_KUBE_BIN="$("$repo/scripts/kube-build.sh" | tail -n 1)"
 export FAULTLINE_KUBE_BIN
 export FAULTLINE_REQUIRE_KUBE=1
+
+step "Elasticsearch for the tests (scripts/es-fetch.sh)"
+FAULTLINE_ES_HOME="$("$repo/scripts/es-fetch.sh" | tail -n 1)"
+export FAULTLINE_ES_HOME
+export FAULTLINE_REQUIRE_ES=1
 
 step "gofmt, go vet, staticcheck"
 unformatted="$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*'))"
