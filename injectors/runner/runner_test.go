@@ -352,7 +352,9 @@ func TestShutdownReverts(t *testing.T) {
 	e.publish(c)
 	e.waitStatus(c.ID, schemas.PhaseApplied)
 	rep.stop(t)
-	if st := e.find(c.ID, schemas.PhaseReverted); st == nil || !strings.Contains(st.Reason, "shutting down") {
+	// The status was published before the replica stopped; it reaches this
+	// test's subscription a moment later.
+	if st := e.waitStatus(c.ID, schemas.PhaseReverted); !strings.Contains(st.Reason, "shutting down") {
 		t.Fatalf("after stop: %+v", st)
 	}
 	if e.markers(c.ID) != 0 {
