@@ -43,6 +43,12 @@ type chaosWorld struct {
 
 func newChaosWorld(t *testing.T) *chaosWorld {
 	t.Helper()
+	return newChaosWorldWith(t)
+}
+
+// newChaosWorldWith passes runArgs to the 'faultline run' bus host.
+func newChaosWorldWith(t *testing.T, runArgs ...string) *chaosWorld {
+	t.Helper()
 	w := &chaosWorld{t: t, dir: t.TempDir(), statuses: make(chan *schemas.FaultStatus, 100)}
 	w.cluster = testkube.StartT(t, injectortest.Options())
 	w.kube = injectortest.Admin(t, w.cluster)
@@ -65,8 +71,8 @@ func newChaosWorld(t *testing.T) *chaosWorld {
 
 	port := freePort(t)
 	w.busURL = fmt.Sprintf("nats://127.0.0.1:%d", port)
-	host, _ := startProcess(t, 60*time.Second, "faultline running", "bus", "run", "--cluster", "e2e",
-		"--data-dir", filepath.Join(w.dir, "data"), "--bus.embedded.listen", fmt.Sprintf("127.0.0.1:%d", port), "--http.listen", "")
+	host, _ := startProcess(t, 60*time.Second, "faultline running", "bus", append([]string{"run", "--cluster", "e2e",
+		"--data-dir", filepath.Join(w.dir, "data"), "--bus.embedded.listen", fmt.Sprintf("127.0.0.1:%d", port), "--http.listen", ""}, runArgs...)...)
 	t.Cleanup(func() { host.stop(t, 30*time.Second) })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
