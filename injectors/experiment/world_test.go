@@ -58,7 +58,7 @@ const testCluster = "test"
 // real Prometheus, an embedded bus, an injector with the three fault types
 // and the steady-state analyzer.
 type world struct {
-	t        *testing.T
+	t        testing.TB
 	bus      *bus.Bus
 	kube     kubernetes.Interface
 	ns       string
@@ -67,7 +67,7 @@ type world struct {
 	prom     *testprom.Server
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
 	c := cluster.Get(t)
 	testprom.Require(t)
