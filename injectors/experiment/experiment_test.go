@@ -5,6 +5,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/faultline/faultline/schemas"
 )
 
 // A fault that does not touch the error ratio (a CPU stress pod beside the
@@ -146,5 +150,50 @@ func TestFindingInBlastRadiusAborts(t *testing.T) {
 	}
 	if n := w.leftovers(rep.RunID); n != 0 {
 		t.Errorf("%d objects or records left", n)
+	}
+}
+
+// A dry run asks the injectors for each step's plan and changes nothing; a
+// step the guard rails refuse comes back refused with the reason.
+func TestDryRun(t *testing.T) {
+	w := newWorld(t)
+	e := w.experiment("dry", "< 0.1", `  - fault: network-partition
+    duration: 60s
+    network_partition: {direction: ingress}
+  - fault: pod-kill
+    duration: 10s
+    mode: {type: count, value: 2}
+`)
+	ready := func() int {
+		pods, err := w.kube.CoreV1().Pods(w.ns).List(context.Background(), metav1.ListOptions{LabelSelector: "track=canary"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, p := range pods.Items {
+			if servesTraffic(&p) {
+				n++
+			}
+		}
+		return n
+	}
+	before := ready()
+	plans, err := DryRun(context.Background(), Options{Experiment: e, Bus: w.bus, Cluster: testCluster, Key: w.key}, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plans) != 2 || plans[0].Phase != schemas.PhasePlanned || len(plans[0].Affected) == 0 || len(plans[0].RevertSteps) == 0 {
+		t.Fatalf("step 0: %+v", plans[0])
+	}
+	// Both canary pods are 100% of their workload's ready pods.
+	if plans[1].Phase != schemas.PhaseRefused || plans[1].ReasonCode != "blast-radius" {
+		t.Fatalf("step 1: %+v", plans[1])
+	}
+	nps, err := w.kube.NetworkingV1().NetworkPolicies(w.ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil || len(nps.Items) != 0 {
+		t.Errorf("a dry run left %d NetworkPolicies (%v)", len(nps.Items), err)
+	}
+	if after := ready(); after != before || before != 2 {
+		t.Errorf("%d canary pods serve traffic after the dry run, %d before; want 2 untouched", after, before)
 	}
 }
