@@ -442,6 +442,7 @@ func (r *run) waitReverted(ctx context.Context) {
 	defer cancel()
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
+	quiet := time.Now()
 	for {
 		entries, err := r.faults.List(wctx)
 		left := 0
@@ -452,7 +453,16 @@ func (r *run) waitReverted(ctx context.Context) {
 		}
 		if err == nil && left == 0 {
 			r.drain()
-			return
+			// A record goes just before its reverted status is
+			// published; give the statuses a moment to arrive.
+			if r.unreported() == 0 {
+				return
+			}
+			if time.Since(quiet) > 2*time.Second {
+				return
+			}
+		} else {
+			quiet = time.Now()
 		}
 		select {
 		case <-wctx.Done():
@@ -465,6 +475,17 @@ func (r *run) waitReverted(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// unreported counts the applied steps whose reverted status has not come.
+func (r *run) unreported() int {
+	n := 0
+	for _, f := range r.steps {
+		if f.Applied != nil && f.Reverted == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // conclude writes the verdict and publishes the report.
