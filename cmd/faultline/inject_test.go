@@ -30,6 +30,7 @@ import (
 // the fault statuses.
 type chaosWorld struct {
 	t        *testing.T
+	bus      *bus.Bus
 	dir      string
 	cluster  *testkube.Cluster
 	kube     kubernetes.Interface
@@ -81,6 +82,7 @@ func newChaosWorldWith(t *testing.T, runArgs ...string) *chaosWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
+	w.bus = b
 	t.Cleanup(func() { _ = b.Close(context.Background()) })
 	sub, err := b.Conn().Subscribe(bus.PrefixFaultStatus+".e2e.>", func(m *nats.Msg) {
 		env, err := schemas.DecodeEnvelope(m.Data)
@@ -122,7 +124,14 @@ func (w *chaosWorld) startInjector() (*process, string) {
 		"--injectors.lifecycle.heartbeat-interval", "200ms", "--injectors.lifecycle.heartbeat-timeout", "1s",
 		"--injectors.lifecycle.reconcile-interval", "200ms"}, w.common()...)
 	args = append(args[:len(args)-2], "--log-level", "info")
-	return startProcess(w.t, 60*time.Second, "injector started", "injector", args...)
+	p, id := startProcess(w.t, 60*time.Second, "injector started", "injector", args...)
+	// Its command consumer delivers only what is published after it
+	// exists, a moment after that log line.
+	bustest.WaitFor(w.t, 30*time.Second, "the injector's consumer", func() bool {
+		_, err := w.bus.JetStream().Consumer(context.Background(), bus.StreamFault, "injector-e2e")
+		return err == nil
+	})
+	return p, id
 }
 
 // inject runs 'faultline inject' to completion.

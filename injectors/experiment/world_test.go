@@ -168,6 +168,17 @@ func (w *world) startInjector() {
 		w.t.Fatal(err)
 	}
 	w.run("injector", r.Run)
+	waitConsumer(w.t, w.bus, bus.StreamFault, "injector-"+testCluster)
+}
+
+// waitConsumer waits until a durable consumer exists: a consumer made
+// with DeliverNew (the injector's) misses what is published before.
+func waitConsumer(t testing.TB, b *bus.Bus, stream, name string) {
+	t.Helper()
+	bustest.WaitFor(t, 30*time.Second, "consumer "+name, func() bool {
+		_, err := b.JetStream().Consumer(context.Background(), stream, name)
+		return err == nil
+	})
 }
 
 func (w *world) startAnalyzer() {

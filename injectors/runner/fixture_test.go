@@ -215,6 +215,11 @@ func (e *env) start(mut func(*Config, *guard.Config)) *replica {
 		_, err := store.State.Get(context.Background(), heartbeatKey(e.cluster, r.ID()))
 		return err == nil
 	})
+	// The command consumer delivers only what is published after it exists.
+	bustest.WaitFor(e.t, 10*time.Second, "injector consumer", func() bool {
+		_, err := e.bus.JetStream().Consumer(context.Background(), bus.StreamFault, r.consumer.Durable)
+		return err == nil
+	})
 	return rep
 }
 
