@@ -22,6 +22,7 @@ import (
 	"github.com/faultline/faultline/injectors/podkill"
 	"github.com/faultline/faultline/injectors/runner"
 	"github.com/faultline/faultline/injectors/starvation"
+	"github.com/faultline/faultline/sinks/elasticsearch"
 )
 
 // Config is the whole configuration. Field docs are in the `doc` tags; they
@@ -36,6 +37,13 @@ type Config struct {
 	Collectors Collectors `yaml:"collectors"`
 	Analyzers  Analyzers  `yaml:"analyzers"`
 	Injectors  Injectors  `yaml:"injectors"`
+	Sinks      Sinks      `yaml:"sinks"`
+}
+
+// Sinks configures where results go; each sink's settings live in its own
+// package.
+type Sinks struct {
+	Elasticsearch elasticsearch.Config `yaml:"elasticsearch"`
 }
 
 // Injectors configures fault injection: the guard rails, the lifecycle and
@@ -179,6 +187,9 @@ func Default() Config {
 			PodKill:            podkill.DefaultConfig(),
 			NetworkPartition:   netpartition.DefaultConfig(),
 			ResourceStarvation: starvation.DefaultConfig(),
+		},
+		Sinks: Sinks{
+			Elasticsearch: elasticsearch.DefaultConfig(),
 		},
 		Bus: Bus{
 			Embedded:        Embedded{DataDir: "./data"},

@@ -159,6 +159,7 @@ func (c *Config) Validate() error {
 		{"injectors.pod_kill", c.Injectors.PodKill.Validate()},
 		{"injectors.network_partition", c.Injectors.NetworkPartition.Validate()},
 		{"injectors.resource_starvation", c.Injectors.ResourceStarvation.Validate()},
+		{"sinks.elasticsearch", c.Sinks.Elasticsearch.Validate()},
 	} {
 		for _, e := range sec.errs {
 			errs = append(errs, fmt.Errorf("%s.%w", sec.path, e))

@@ -98,8 +98,8 @@ func CollectorDeps(rt *app.Runtime, p CollectorPlugin, version string) (collecto
 	return d, nil
 }
 
-// EnabledComponents builds every enabled collector, analyzer and, when
-// enabled, the injector for `faultline run`.
+// EnabledComponents builds every enabled collector, analyzer and sink and,
+// when enabled, the injector for `faultline run`.
 func EnabledComponents(rt *app.Runtime, version string) ([]app.Component, error) {
 	var out []app.Component
 	for _, p := range Collectors() {
@@ -117,6 +117,11 @@ func EnabledComponents(rt *app.Runtime, version string) ([]app.Component, error)
 		return nil, err
 	}
 	out = append(out, as...)
+	ss, err := EnabledSinks(rt)
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, ss...)
 	if rt.Config.Injectors.Enabled {
 		inj, err := NewInjector(rt, version)
 		if err != nil {
