@@ -112,6 +112,12 @@ func TestGolden(t *testing.T) {
 		{"kevent-informer", schemas.TypeKubeEvent, readFile(t, "testdata/in/kevent-informer.json"), "logs-faultline.kevents-faultline"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// The inputs are what Faultline publishes.
+			if k, ok := schemas.KindOf(tc.typ); ok {
+				if err := schemas.Validate(k, tc.body); err != nil {
+					t.Fatalf("the input is not a valid %s: %v", k, err)
+				}
+			}
 			d := sinks.Document{ID: "id-1", Type: tc.typ, Cluster: "prod-eu-1", Time: envTime, Body: tc.body}
 			out, stream, err := tr.appendDocument([]byte("prefix"), &d)
 			if err != nil {

@@ -282,6 +282,10 @@ func (s *Sink) createDataStreams(ctx context.Context) {
 		case errors.As(err, &e) && e.Type == "resource_already_exists_exception":
 		case e != nil && (e.Status == http.StatusMethodNotAllowed || e.Status == http.StatusNotFound):
 			s.log.Debug("elasticsearch: no data stream API; the data stream is created by its first document", "data_stream", name)
+		case e != nil && e.Status == http.StatusForbidden:
+			// The indexer's least privileges (auto_configure, not
+			// create_index) let indexing create it.
+			s.log.Info("elasticsearch: not allowed to create the data stream up front; its first document creates it", "data_stream", name)
 		default:
 			s.log.Warn("elasticsearch: create data stream failed; its first document creates it", "data_stream", name, "err", err)
 		}
