@@ -262,12 +262,16 @@ func TestIndexEveryKind(t *testing.T) {
 			t.Errorf("%s: %d documents after redelivery", d.id, len(ids))
 		}
 	}
-	dup := 0.0
+	dup, created := 0.0, 0.0
 	for _, ds := range Datasets() {
 		dup += esDocs(t, reg, ds, "duplicate")
+		created += esDocs(t, reg, ds, "created")
 	}
-	if dup != 6 {
-		t.Errorf("duplicates counted %v, want 6", dup)
+	if dup != 6 || created != 6 {
+		t.Errorf("counted %v created and %v duplicates, want 6 and 6", created, dup)
+	}
+	if n := counterSum(t, reg, "faultline_elasticsearch_bulk_requests_total", map[string]string{"result": "ok"}); n < 2 {
+		t.Errorf("%v bulk requests counted", n)
 	}
 
 	// A second indexer start finds the templates current.
@@ -581,7 +585,7 @@ func TestBasicAuthentication(t *testing.T) {
   cluster: [monitor, manage_index_templates]
   indices:
     - names: ["logs-kubernetes.audit_logs-*", "logs-faultline.*"]
-      privileges: [create_doc, auto_configure, view_index_metadata]
+      privileges: [create_doc, auto_configure]
 `,
 	})
 	dir := t.TempDir()
@@ -616,4 +620,68 @@ func TestBasicAuthentication(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "refused the credentials") || strings.Contains(err.Error(), "not-the-password") {
 		t.Fatalf("Init with a wrong password: %v", err)
 	}
+}
+
+// Templates are versioned: an older index template is replaced and its data
+// stream rolled over, so the next document lands in a backing index with
+// the new mappings; a newer one (a newer Faultline's) is left alone.
+func TestTemplateUpgrade(t *testing.T) {
+	t.Parallel()
+	srv := es.Get(t)
+	c := srv.Client(t)
+	cfg := esConfig(srv, "upgrade")
+	cfg.Documents = []string{KindFinding, KindAudit}
+	s := initSink(t, cfg, nil)
+
+	// An older Faultline's template for findings, a newer one's for audit.
+	older := indexTemplate(cfg, s.features, DatasetFindings)
+	older.Body["version"] = TemplateVersion - 1
+	older.Body["_meta"] = obj{"managed_by": "faultline", "hash": "older"}
+	c.DoOK(http.MethodPut, "/_index_template/"+older.Name, older.Body)
+	newer := indexTemplate(cfg, s.features, DatasetAudit)
+	newer.Body["version"] = TemplateVersion + 1
+	newer.Body["_meta"] = obj{"managed_by": "faultline", "hash": "newer"}
+	c.DoOK(http.MethodPut, "/_index_template/"+newer.Name, newer.Body)
+
+	write := func(id string) string {
+		t.Helper()
+		r := s.Write(t.Context(), []sinks.Document{{ID: id, Type: schemas.TypeFinding, Cluster: "test", Time: envTime, Body: readFile(t, "testdata/in/finding.json")}})
+		if r[0].Err != nil {
+			t.Fatal(r[0].Err)
+		}
+		c.DoOK(http.MethodPost, "/logs-faultline.findings-upgrade/_refresh", nil)
+		resp := c.DoOK(http.MethodPost, "/logs-faultline.findings-upgrade/_search", map[string]any{"query": map[string]any{"ids": map[string]any{"values": []string{id}}}})
+		var h hits
+		if err := resp.JSON(&h); err != nil || len(h.Hits.Hits) != 1 {
+			t.Fatalf("%s: %v %s", id, err, resp)
+		}
+		return h.Hits.Hits[0].Index
+	}
+	first := write("upgrade-1")
+
+	if err := s.Init(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if v := templateVersion(t, c, "_index_template/"+older.Name); v != TemplateVersion {
+		t.Errorf("the older template is at version %d after Init", v)
+	}
+	if v := templateVersion(t, c, "_index_template/"+newer.Name); v != TemplateVersion+1 {
+		t.Errorf("the newer template was replaced (version %d)", v)
+	}
+	if second := write("upgrade-2"); second == first || !strings.HasSuffix(second, "-000002") {
+		t.Errorf("after the upgrade a document went to %s (the first to %s): no rollover", second, first)
+	}
+}
+
+func templateVersion(t *testing.T, c *testes.Client, path string) int {
+	t.Helper()
+	var got struct {
+		I []struct {
+			T installed `json:"index_template"`
+		} `json:"index_templates"`
+	}
+	if err := c.DoOK(http.MethodGet, "/"+path, nil).JSON(&got); err != nil || len(got.I) != 1 {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return got.I[0].T.Version
 }

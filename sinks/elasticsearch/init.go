@@ -32,7 +32,6 @@ func (s *Sink) Init(ctx context.Context) error {
 	s.features = features{
 		flattened:                true,
 		ignoreDynamicBeyondLimit: major > 8 || minor >= 13,
-		lazyRollover:             major > 8 || minor >= 13,
 	}
 	if err := s.installTemplates(ctx); err != nil {
 		return err
@@ -251,17 +250,15 @@ type installed struct {
 	} `json:"_meta"`
 }
 
-// rollover makes a data stream's next write go to a new backing index with
-// the new template's mappings (lazily where the cluster can).
+// rollover makes a data stream's next document go to a new backing index,
+// which has the new template's mappings. (A lazy rollover would save an
+// empty index, but clusters without the data-streams module mark it and
+// never do it.)
 func (s *Sink) rollover(ctx context.Context, name string) {
-	path := "/" + name + "/_rollover"
-	if s.features.lazyRollover {
-		path += "?lazy=true"
-	}
-	err := request(ctx, s.es, http.MethodPost, path, nil, nil)
+	err := request(ctx, s.es, http.MethodPost, "/"+name+"/_rollover", nil, nil)
 	switch st := statusOf(err); {
 	case err == nil:
-		s.log.Info("elasticsearch: data stream rolled over to the new mappings", "data_stream", name, "lazy", s.features.lazyRollover)
+		s.log.Info("elasticsearch: data stream rolled over to the new mappings", "data_stream", name)
 	case st == http.StatusNotFound || st == http.StatusBadRequest:
 		// No such data stream yet: its first index will have the new mappings.
 	default:

@@ -26,8 +26,6 @@ type features struct {
 	flattened bool
 	// ignoreDynamicBeyondLimit: index.mapping.total_fields.ignore_dynamic_beyond_limit (8.13).
 	ignoreDynamicBeyondLimit bool
-	// lazyRollover: POST <ds>/_rollover?lazy=true (8.13).
-	lazyRollover bool
 }
 
 type obj = map[string]any
