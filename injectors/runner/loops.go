@@ -169,7 +169,12 @@ func (r *Runner) reconcile(ctx context.Context, b *beats) error {
 			r.drive(e.Key, cmd, rec.Deadline)
 		case mine:
 			// Applying, reverting or revert-failed with nobody in this
-			// process on it: left over, or a failed revert to retry.
+			// process on it: left over, or a failed revert to retry. The
+			// list may predate an apply that has finished since (it was
+			// busy then, not now): act only on a record unchanged since.
+			if cur, err := r.store.Get(ctx, e.Key); err != nil || cur == nil || cur.Revision != e.Revision {
+				continue
+			}
 			r.revertInBackground(e.Key, causeRevertFailed, "retrying the revert ("+string(rec.State)+")")
 		case ownerDead:
 			r.takeOver(ctx, e)
