@@ -24,6 +24,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/faultline/faultline/schemas"
 )
 
 var (
@@ -104,11 +106,19 @@ func TestPipelineUnderFaults(t *testing.T) {
 			pr.start(t)
 		}
 	}
+	var chaosCmds []*schemas.FaultCommand
 	faults := []fault{
 		{"SIGKILL the audit collector", restart(p.collector)},
 		{"SIGKILL the analyzer", restart(p.analyzer)},
 		{"SIGKILL the indexer", restart(p.indexer)},
 		{"restart the NATS server (SIGKILL)", restart(p.nats)},
+		{"bad input on every endpoint", func() { p.badInput(t) }},
+		{"SIGKILL the injector with 3 active faults", func() {
+			chaosCmds = p.chaos.activeFaults(t, 3, 20*time.Second)
+			p.chaos.forged(t)
+			p.injector.kill(t)
+			p.injector.start(t)
+		}},
 	}
 	if *flagLong {
 		faults = append(faults,
@@ -151,6 +161,7 @@ func TestPipelineUnderFaults(t *testing.T) {
 	cancel()
 	<-loadDone
 	loadTime := time.Since(start)
+	loadEnd := time.Now()
 	accepted := d.acceptedIDs()
 	t.Logf("load: %d events accepted in %.1fs (%.0f/s, target %d/s), %d retried posts; %s",
 		len(accepted), loadTime.Seconds(), float64(len(accepted))/loadTime.Seconds(), rate, d.retries.Load(), d.failureSummary())
@@ -158,13 +169,16 @@ func TestPipelineUnderFaults(t *testing.T) {
 		t.Errorf("%d of %d events were never accepted by the webhook (retried for 5 min each)", sent-len(accepted), sent)
 	}
 
+	// The faults of the killed injector: reverted by its restart.
+	p.chaos.allReverted(t, chaosCmds, 2*time.Minute)
+
 	// The API server's own events: a secret with a marker value, read
 	// back, after the faults.
 	ns := p.kubeActions(t)
 
 	// Every accepted event in Elasticsearch exactly once.
 	var counts map[string]int
-	waitFor(t, 5*time.Minute, "every accepted event indexed", func() (bool, error) {
+	drain := waitFor(t, 5*time.Minute, "every accepted event indexed", func() (bool, error) {
 		var err error
 		counts, err = p.auditCounts(context.Background(), c.run)
 		return err == nil && len(counts) >= len(accepted), err
@@ -182,6 +196,8 @@ func TestPipelineUnderFaults(t *testing.T) {
 	if missing != 0 || dup != 0 || len(counts) != len(accepted) {
 		t.Errorf("audit events: %d accepted, %d indexed, %d missing, %d with more than one document", len(accepted), len(counts), missing, dup)
 	}
+
+	t.Logf("every accepted event indexed %v after the load ended (the last check took %v)", time.Since(loadEnd).Round(100*time.Millisecond), drain.Round(100*time.Millisecond))
 
 	// Findings: the offline replay of the accepted events is the truth.
 	want := p.replay(t, d)

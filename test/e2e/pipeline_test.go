@@ -30,7 +30,8 @@ type pipeline struct {
 	t   testing.TB
 	dir string
 
-	nats, collector, analyzer, indexer *proc
+	nats, collector, analyzer, indexer, injector *proc
+	chaos                                        *chaos
 
 	webhookURL string
 	// client posts to the webhook as the API server does: it trusts the
@@ -100,22 +101,6 @@ func startPipeline(t testing.TB, o pipelineOptions) *pipeline {
 	p.token = strings.TrimSpace(string(tok))
 	p.client = webhookClient(t, p.certs)
 
-	p.configPath = filepath.Join(dir, "faultline.yaml")
-	write(t, p.configPath, p.config())
-
-	role := func(name string, args ...string) *proc {
-		ops := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		p.opsAddr[name] = ops
-		pr := &proc{name: name, bin: bins.faultline, log: filepath.Join(dir, name+".log"), ready: readyz(ops),
-			args: append(args, "--config", p.configPath, "--http-listen", ops, "--data-dir", filepath.Join(dir, name+"-data"))}
-		pr.start(t)
-		t.Cleanup(func() { pr.stop(t, 30*time.Second) })
-		return pr
-	}
-	p.collector = role("collector", "collect", "audit-webhook")
-	p.analyzer = role("analyzer", "analyze")
-	p.indexer = role("indexer", "index")
-
 	if o.Kube {
 		ca, err := os.ReadFile(filepath.Join(p.certs, "ca.crt"))
 		if err != nil {
@@ -132,7 +117,33 @@ func startPipeline(t testing.TB, o pipelineOptions) *pipeline {
 		p.kube = testkube.StartT(t, testkube.Options{AuditWebhook: &testkube.AuditWebhook{
 			URL: p.webhookURL, CAPEM: ca, Token: p.token, ClientCertPEM: cert, ClientKeyPEM: key,
 		}})
+		p.chaos = p.prepareChaos(t)
 	}
+
+	p.configPath = filepath.Join(dir, "faultline.yaml")
+	config := p.config()
+	if p.chaos != nil {
+		config += p.chaos.injectorConfig(p.kube.Admin.Kubeconfig)
+	}
+	write(t, p.configPath, config)
+
+	role := func(name string, args ...string) *proc {
+		ops := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		p.opsAddr[name] = ops
+		pr := &proc{name: name, bin: bins.faultline, log: filepath.Join(dir, name+".log"), ready: readyz(ops),
+			args: append(args, "--config", p.configPath, "--http-listen", ops, "--data-dir", filepath.Join(dir, name+"-data"))}
+		pr.start(t)
+		t.Cleanup(func() { pr.stop(t, 30*time.Second) })
+		return pr
+	}
+	p.collector = role("collector", "collect", "audit-webhook")
+	p.analyzer = role("analyzer", "analyze")
+	p.indexer = role("indexer", "index")
+	if p.chaos != nil {
+		p.injector = role("injector", "injector")
+		p.chaos.connect(t, p)
+	}
+
 	return p
 }
 
@@ -157,6 +168,8 @@ collectors:
     tls_key_file: %s
     token_file: %s
     client_ca_file: %s
+    read_header_timeout: 2s
+    read_timeout: 5s
 analyzers:
   baseline:
     enabled: false
@@ -209,18 +222,24 @@ func randHex(n int) string {
 
 // roles are the Faultline processes, for the resource report.
 func (p *pipeline) roles() []*proc {
-	return []*proc{p.collector, p.analyzer, p.indexer}
+	out := []*proc{p.collector, p.analyzer, p.indexer}
+	if p.injector != nil {
+		out = append(out, p.injector)
+	}
+	return out
 }
 
-// waitFor polls cond every 200 ms until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, error)) {
+// waitFor polls cond every 200 ms until it holds or timeout passes, and
+// returns how long that took.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, error)) time.Duration {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	deadline := start.Add(timeout)
 	var last error
 	for {
 		ok, err := cond()
 		if ok {
-			return
+			return time.Since(start)
 		}
 		last = err
 		if time.Now().After(deadline) {
