@@ -234,4 +234,3 @@ func (c *chaos) allReverted(t testing.TB, cmds []*schemas.FaultCommand, within t
 	}
 	t.Logf("injector: %d faults reverted after the SIGKILL of their injector (%s)", len(cmds), strings.Join(reasons, "; "))
 }
-
