@@ -324,3 +324,45 @@ func (p *pipeline) busContains(ctx context.Context, marker string) ([]string, in
 	}
 	return hits, scanned, names.Err()
 }
+
+// esContains scans every document of every Faultline data stream, as raw
+// bytes, for marker; it returns how many documents it read and the ids of
+// those holding it.
+func (p *pipeline) esContains(ctx context.Context, marker string) (int, []string, error) {
+	if _, err := p.esRequest(ctx, http.MethodPost, "/logs-*/_refresh", nil); err != nil {
+		return 0, nil, err
+	}
+	type page struct {
+		ScrollID string `json:"_scroll_id"`
+		Hits     struct {
+			Hits []json.RawMessage `json:"hits"`
+		} `json:"hits"`
+	}
+	scanned := 0
+	var hits []string
+	r, err := p.esRequest(ctx, http.MethodPost, "/logs-*/_search?scroll=1m", map[string]any{"size": 5000, "sort": []string{"_doc"}})
+	for {
+		if err != nil {
+			return scanned, hits, err
+		}
+		var pg page
+		if err := r.JSON(&pg); err != nil {
+			return scanned, hits, err
+		}
+		for _, h := range pg.Hits.Hits {
+			scanned++
+			if bytes.Contains(h, []byte(marker)) {
+				var id struct {
+					ID string `json:"_id"`
+				}
+				_ = json.Unmarshal(h, &id)
+				hits = append(hits, id.ID)
+			}
+		}
+		if len(pg.Hits.Hits) == 0 {
+			_, _ = p.esRequest(ctx, http.MethodDelete, "/_search/scroll", map[string]any{"scroll_id": pg.ScrollID})
+			return scanned, hits, nil
+		}
+		r, err = p.esRequest(ctx, http.MethodPost, "/_search/scroll", map[string]any{"scroll": "1m", "scroll_id": pg.ScrollID})
+	}
+}

@@ -115,7 +115,7 @@ func TestPipelineUnderFaults(t *testing.T) {
 		{"bad input on every endpoint", func() { p.badInput(t) }},
 		{"SIGKILL the injector with 3 active faults", func() {
 			chaosCmds = p.chaos.activeFaults(t, 3, 20*time.Second)
-			p.chaos.forged(t)
+			p.chaos.forged(t, p.opsAddr["injector"])
 			p.injector.kill(t)
 			p.injector.start(t)
 		}},
@@ -250,13 +250,20 @@ func TestPipelineUnderFaults(t *testing.T) {
 	if len(hits) > 0 {
 		t.Errorf("the secret's value is on the bus: %v", hits)
 	}
+	docs, esHits, err := p.esContains(context.Background(), p.marker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(esHits) > 0 {
+		t.Errorf("the secret's value is in Elasticsearch documents %v", esHits)
+	}
 
 	lat := watch.latencies(accepted)
 	esLat := probe.samples()
 	t.Logf("findings: %d expected of stateless rules, all indexed once; %d of windowed rules indexed; %d extra", checked, len(got)-checked, extra)
 	t.Logf("latency webhook → finding on the bus: p50 %v p99 %v (%d findings)", percentile(lat, .5).Round(time.Millisecond), percentile(lat, .99).Round(time.Millisecond), len(lat))
 	t.Logf("latency webhook → searchable in Elasticsearch: p50 %v p99 %v (%d probes, refresh interval 1 s included)", percentile(esLat, .5).Round(time.Millisecond), percentile(esLat, .99).Round(time.Millisecond), len(esLat))
-	t.Logf("bus scanned for the secret's value: %d messages, %d hits", scanned, len(hits))
+	t.Logf("secret's value: %d bus messages and %d Elasticsearch documents scanned, %d and %d hits", scanned, docs, len(hits), len(esHits))
 	for _, pr := range p.roles() {
 		t.Logf("%-10s CPU %.1f%% of one core, peak RSS %d MiB", pr.name, 100*pr.cpuTotal().Seconds()/time.Since(start).Seconds(), rssMax.get(pr.name)>>20)
 	}

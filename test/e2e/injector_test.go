@@ -170,8 +170,15 @@ func (c *chaos) activeFaults(t testing.TB, n int, d time.Duration) []*schemas.Fa
 // forged publishes commands an attacker could: unsigned, signed by a key
 // the injector does not trust, and altered after signing. Each must be
 // refused with its reason and change nothing.
-func (c *chaos) forged(t testing.TB) {
+func (c *chaos) forged(t testing.TB, ops string) {
 	t.Helper()
+	refusals := func(code string) float64 {
+		return metric(t, ops, "faultline_injector_refusals_total", `reason="`+code+`"`)
+	}
+	before := map[string]float64{}
+	for _, code := range []string{guard.CodeUnsigned, guard.CodeUntrusted, guard.CodeForged} {
+		before[code] = refusals(code)
+	}
 	stranger, err := signing.NewKey()
 	if err != nil {
 		t.Fatal(err)
@@ -202,6 +209,9 @@ func (c *chaos) forged(t testing.TB) {
 		}
 		if c.status(id, schemas.PhaseApplied) != nil {
 			t.Errorf("forged command %s was applied", id)
+		}
+		if got := refusals(code); got < before[code]+1 {
+			t.Errorf("faultline_injector_refusals_total{reason=%q} went from %v to %v", code, before[code], got)
 		}
 	}
 }
