@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -100,8 +101,11 @@ func (c *Collector) handle(w http.ResponseWriter, r *http.Request) int {
 		return replyError(w, http.StatusRequestEntityTooLarge, "body of %d bytes over the limit of %d", r.ContentLength, limit)
 	}
 
-	// A processing slot; waiting is bounded like the publish.
-	wctx, cancel := context.WithTimeout(r.Context(), c.cfg.PublishTimeout)
+	// A processing slot; waiting is bounded like the publish, and by half
+	// the read timeout: the body is not read while waiting, and a request
+	// that waited out its read time would fail as a timeout instead of
+	// being told to retry.
+	wctx, cancel := context.WithTimeout(r.Context(), min(c.cfg.PublishTimeout, c.cfg.ReadTimeout/2))
 	defer cancel()
 	select {
 	case c.slots <- struct{}{}:
@@ -132,6 +136,13 @@ func (c *Collector) handle(w http.ResponseWriter, r *http.Request) int {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			return replyError(w, http.StatusRequestEntityTooLarge, "body over the limit of %d bytes", limit)
+		}
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			// A body slower than read_timeout: a slow client, or a server
+			// too busy to read it in time. Either way the sender may
+			// retry, and the API server retries only what asks for it.
+			w.Header().Set("Connection", "close")
+			return unavailable(w, "the body did not arrive within %v", c.cfg.ReadTimeout)
 		}
 		return replyError(w, http.StatusBadRequest, "reading the body: %v", err)
 	}
