@@ -179,7 +179,7 @@ func newDriver(p *pipeline, c *corpus, rate int) *driver {
 	if rate <= 0 {
 		b = 100
 	}
-	return &driver{p: p, c: c, rate: rate, batch: b, sender: max(8, rate/500),
+	return &driver{p: p, c: c, rate: rate, batch: b, sender: max(8, min(16, rate/1000)), // the webhook processes 16 requests at once by default
 		sent: map[string]time.Time{}, ackAt: map[string]time.Time{}, codes: map[int]int{}}
 }
 
