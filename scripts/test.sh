@@ -7,9 +7,11 @@
 #   1. installs pinned tools (staticcheck) into the cache, outside the clone,
 #      and Debian's prometheus package (apt-get) when it is missing;
 #   2. builds the real Kubernetes control plane for the tests (scripts/kube-build.sh,
-#      cached by version: ~8 minutes the first time, a second afterwards) and
+#      cached by version: ~8 minutes the first time, a second afterwards),
 #      fetches the real Elasticsearch for them (scripts/es-fetch.sh, from
-#      Maven Central: seconds the first time, cached afterwards);
+#      Maven Central: seconds the first time, cached afterwards) and builds
+#      the real Fluent Forward receiver (scripts/fluentrecv-build.sh: about a
+#      minute the first time, cached afterwards);
 #   3. gofmt, go vet and staticcheck over the whole module;
 #   4. every Go test, with the real parts required (a missing one fails, it
 #      is never skipped), and the race detector on the concurrent packages;
@@ -72,6 +74,11 @@ FAULTLINE_ES_HOME="$("$repo/scripts/es-fetch.sh" | tail -n 1)"
 export FAULTLINE_ES_HOME
 export FAULTLINE_REQUIRE_ES=1
 
+step "Fluent Forward receiver for the tests (scripts/fluentrecv-build.sh)"
+FAULTLINE_FLUENTRECV_BIN="$("$repo/scripts/fluentrecv-build.sh" | tail -n 1)"
+export FAULTLINE_FLUENTRECV_BIN
+export FAULTLINE_REQUIRE_FLUENTRECV=1
+
 step "gofmt, go vet, staticcheck"
 unformatted="$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.git/*'))"
 if [[ -n "$unformatted" ]]; then
@@ -82,6 +89,7 @@ fi
 go vet ./...
 staticcheck ./...
 (cd test/kube && go vet ./...)
+(cd test/fluentrecv && go vet ./... && staticcheck ./...)
 
 step "go test (all packages)"
 go test -count=1 -timeout 30m ./...

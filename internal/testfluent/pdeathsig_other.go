@@ -1,0 +1,7 @@
+//go:build !linux
+
+package testfluent
+
+import "syscall"
+
+func setPdeathsig(*syscall.SysProcAttr) {}
