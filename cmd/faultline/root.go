@@ -30,6 +30,6 @@ Start everything in one process with an embedded NATS server:
 	root.AddCommand(newReplayCommand())
 	root.AddCommand(newInjectorCommand(), newInjectCommand(), newFaultCommand())
 	root.AddCommand(newExperimentCommand())
-	root.AddCommand(newIndexCommand())
+	root.AddCommand(newIndexCommand(), newForwardCommand())
 	return root
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/faultline/faultline/injectors/runner"
 	"github.com/faultline/faultline/injectors/starvation"
 	"github.com/faultline/faultline/sinks/elasticsearch"
+	"github.com/faultline/faultline/sinks/fluent"
 )
 
 // Config is the whole configuration. Field docs are in the `doc` tags; they
@@ -44,6 +45,7 @@ type Config struct {
 // package.
 type Sinks struct {
 	Elasticsearch elasticsearch.Config `yaml:"elasticsearch"`
+	Fluent        fluent.Config        `yaml:"fluent"`
 }
 
 // Injectors configures fault injection: the guard rails, the lifecycle and
@@ -190,6 +192,7 @@ func Default() Config {
 		},
 		Sinks: Sinks{
 			Elasticsearch: elasticsearch.DefaultConfig(),
+			Fluent:        fluent.DefaultConfig(),
 		},
 		Bus: Bus{
 			Embedded:        Embedded{DataDir: "./data"},

@@ -160,6 +160,7 @@ func (c *Config) Validate() error {
 		{"injectors.network_partition", c.Injectors.NetworkPartition.Validate()},
 		{"injectors.resource_starvation", c.Injectors.ResourceStarvation.Validate()},
 		{"sinks.elasticsearch", c.Sinks.Elasticsearch.Validate()},
+		{"sinks.fluent", c.Sinks.Fluent.Validate()},
 	} {
 		for _, e := range sec.errs {
 			errs = append(errs, fmt.Errorf("%s.%w", sec.path, e))

@@ -6,6 +6,7 @@ import (
 	"github.com/faultline/faultline/internal/app"
 	"github.com/faultline/faultline/internal/config"
 	"github.com/faultline/faultline/sinks/elasticsearch"
+	"github.com/faultline/faultline/sinks/fluent"
 )
 
 // SinkPlugin describes one registered sink: where results go.
@@ -24,6 +25,13 @@ func Sinks() []SinkPlugin {
 			Enabled: func(c *config.Config) bool { return c.Sinks.Elasticsearch.Enabled() },
 			New: func(rt *app.Runtime) (app.Component, error) {
 				return NewElasticsearchIndexer(rt)
+			},
+		},
+		{
+			Name:    fluent.Name,
+			Enabled: func(c *config.Config) bool { return c.Sinks.Fluent.Enabled() },
+			New: func(rt *app.Runtime) (app.Component, error) {
+				return NewFluentForwarder(rt)
 			},
 		},
 	}
@@ -49,6 +57,26 @@ func NewElasticsearchIndexer(rt *app.Runtime) (*elasticsearch.Indexer, error) {
 		rt.Ops.AddCheck("elasticsearch", ix.Ready)
 	}
 	return ix, nil
+}
+
+// NewFluentForwarder builds the forward role: durable consumers
+// fluent-<cluster>-<stream>, shared by every replica, feeding the Fluentd
+// forward sink. It has no readiness check: a receiver outage is ridden out
+// on the bus and shows in the faultline_fluent_* metrics, and must not make
+// a whole `faultline run` unready.
+func NewFluentForwarder(rt *app.Runtime) (*fluent.Forwarder, error) {
+	cfg := rt.Config
+	f, err := fluent.NewForwarder(cfg.Sinks.Fluent, fluent.Deps{
+		Bus:           rt.Bus,
+		Cluster:       cfg.Cluster,
+		Log:           rt.Log.With("component", "sink/"+fluent.Name),
+		Metrics:       rt.Registry,
+		MaxAckPending: cfg.Bus.Consumer.MaxAckPending,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sink %s: %w", fluent.Name, err)
+	}
+	return f, nil
 }
 
 // EnabledSinks builds every enabled sink.
