@@ -10,23 +10,20 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/internal/units"
+
+	"github.com/faultline/faultline/sinks"
 )
 
-// Document kinds the indexer can write, as named in Config.Documents.
+// Document kinds the indexer can write, as named in Config.Documents: the
+// kinds of every sink (package sinks).
 const (
-	KindAudit            = "audit"
-	KindKubeEvent        = "kevent"
-	KindFinding          = "finding"
-	KindDeviation        = "deviation"
-	KindExperimentReport = "experiment_report"
-	KindFaultStatus      = "fault_status"
+	KindAudit            = sinks.KindAudit
+	KindKubeEvent        = sinks.KindKubeEvent
+	KindFinding          = sinks.KindFinding
+	KindDeviation        = sinks.KindDeviation
+	KindExperimentReport = sinks.KindExperimentReport
+	KindFaultStatus      = sinks.KindFaultStatus
 )
-
-// Kinds lists every document kind, in the order the indexer's consumers
-// are made.
-func Kinds() []string {
-	return []string{KindAudit, KindKubeEvent, KindFinding, KindDeviation, KindExperimentReport, KindFaultStatus}
-}
 
 // Config configures the Elasticsearch indexer.
 type Config struct {
@@ -62,7 +59,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Namespace:      "faultline",
-		Documents:      Kinds(),
+		Documents:      sinks.Kinds(),
 		BatchSize:      500,
 		FlushInterval:  200 * time.Millisecond,
 		FlushBytes:     5 << 20,
@@ -124,13 +121,13 @@ func (c Config) Validate() []error {
 		bad("namespace", "%q is not a data stream namespace (1-100 lowercase letters, digits or '_', not starting with '_')", c.Namespace)
 	}
 	if len(c.Documents) == 0 {
-		bad("documents", "must list at least one of %s", strings.Join(Kinds(), ", "))
+		bad("documents", "must list at least one of %s", strings.Join(sinks.Kinds(), ", "))
 	}
 	seen := map[string]bool{}
 	for i, k := range c.Documents {
 		switch {
-		case !slices.Contains(Kinds(), k):
-			bad(fmt.Sprintf("documents[%d]", i), "%q is not one of %s", k, strings.Join(Kinds(), ", "))
+		case !slices.Contains(sinks.Kinds(), k):
+			bad(fmt.Sprintf("documents[%d]", i), "%q is not one of %s", k, strings.Join(sinks.Kinds(), ", "))
 		case seen[k]:
 			bad(fmt.Sprintf("documents[%d]", i), "%q is listed twice", k)
 		}

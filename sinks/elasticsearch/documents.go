@@ -8,7 +8,6 @@ import (
 	"net/netip"
 
 	"github.com/faultline/faultline/internal/jsonscan"
-	"github.com/faultline/faultline/schemas"
 	"github.com/faultline/faultline/sinks"
 )
 
@@ -29,31 +28,8 @@ func Datasets() []string {
 	return []string{DatasetAudit, DatasetFindings, DatasetExperiments, DatasetKubeEvents}
 }
 
-// TypeExperimentReport is the CloudEvents type of an experiment run's
-// report (injectors/experiment.TypeReport).
-const TypeExperimentReport = "io.faultline.experiment.report.v1"
-
 // DataStream is the name of a data set's data stream in a namespace.
 func DataStream(dataset, namespace string) string { return "logs-" + dataset + "-" + namespace }
-
-// KindOf returns the document kind of an envelope type.
-func KindOf(ceType string) (string, bool) {
-	switch ceType {
-	case schemas.TypeAudit:
-		return KindAudit, true
-	case schemas.TypeKubeEvent:
-		return KindKubeEvent, true
-	case schemas.TypeFinding:
-		return KindFinding, true
-	case schemas.TypeDeviation:
-		return KindDeviation, true
-	case TypeExperimentReport:
-		return KindExperimentReport, true
-	case schemas.TypeFaultStatus:
-		return KindFaultStatus, true
-	}
-	return "", false
-}
 
 // DatasetOf returns the data set a kind of document goes to.
 func DatasetOf(kind string) string {
@@ -101,7 +77,7 @@ func newTransformer(namespace string) *transformer {
 // returns it with the name of its data stream. An error is permanent: the
 // same document can never be written.
 func (t *transformer) appendDocument(dst []byte, d *sinks.Document) ([]byte, string, error) {
-	kind, ok := KindOf(d.Type)
+	kind, ok := sinks.KindOf(d.Type)
 	if !ok {
 		return dst, "", fmt.Errorf("type %q: %w", d.Type, ErrNoLayout)
 	}

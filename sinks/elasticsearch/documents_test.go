@@ -107,7 +107,7 @@ func TestGolden(t *testing.T) {
 		{"finding", schemas.TypeFinding, readFile(t, "testdata/in/finding.json"), "logs-faultline.findings-faultline"},
 		{"deviation", schemas.TypeDeviation, readFile(t, "testdata/in/deviation.json"), "logs-faultline.experiments-faultline"},
 		{"fault-status", schemas.TypeFaultStatus, readFile(t, "testdata/in/fault-status.json"), "logs-faultline.experiments-faultline"},
-		{"experiment-report", TypeExperimentReport, readFile(t, "testdata/in/report.json"), "logs-faultline.experiments-faultline"},
+		{"experiment-report", sinks.TypeExperimentReport, readFile(t, "testdata/in/report.json"), "logs-faultline.experiments-faultline"},
 		{"kevent", schemas.TypeKubeEvent, readFile(t, "testdata/in/kevent.json"), "logs-faultline.kevents-faultline"},
 		{"kevent-informer", schemas.TypeKubeEvent, readFile(t, "testdata/in/kevent-informer.json"), "logs-faultline.kevents-faultline"},
 	} {
@@ -434,10 +434,10 @@ func TestFindingTimestampAndDataStream(t *testing.T) {
 }
 
 func TestKindsAndDatasets(t *testing.T) {
-	for _, k := range Kinds() {
+	for _, k := range sinks.Kinds() {
 		found := false
-		for _, typ := range []string{schemas.TypeAudit, schemas.TypeKubeEvent, schemas.TypeFinding, schemas.TypeDeviation, TypeExperimentReport, schemas.TypeFaultStatus} {
-			if kk, ok := KindOf(typ); ok && kk == k {
+		for _, typ := range []string{schemas.TypeAudit, schemas.TypeKubeEvent, schemas.TypeFinding, schemas.TypeDeviation, sinks.TypeExperimentReport, schemas.TypeFaultStatus} {
+			if kk, ok := sinks.KindOf(typ); ok && kk == k {
 				found = true
 			}
 		}

@@ -176,7 +176,7 @@ func TestIndexEveryKind(t *testing.T) {
 		{"it-kevent", bus.KubeEventSubject("test", "payments"), schemas.TypeKubeEvent, "logs-faultline.kevents-every", readFile(t, "testdata/in/kevent-informer.json")},
 		{"it-finding", bus.FindingSubject("test", "rules"), schemas.TypeFinding, "logs-faultline.findings-every", readFile(t, "testdata/in/finding.json")},
 		{"it-deviation", bus.DeviationSubject("test", "run-1"), schemas.TypeDeviation, "logs-faultline.experiments-every", readFile(t, "testdata/in/deviation.json")},
-		{"it-report", bus.ExperimentReportSubject("test", "run-1"), TypeExperimentReport, "logs-faultline.experiments-every", readFile(t, "testdata/in/report.json")},
+		{"it-report", bus.ExperimentReportSubject("test", "run-1"), sinks.TypeExperimentReport, "logs-faultline.experiments-every", readFile(t, "testdata/in/report.json")},
 		{"it-status", bus.FaultStatusSubject("test", "run-1"), schemas.TypeFaultStatus, "logs-faultline.experiments-every", readFile(t, "testdata/in/fault-status.json")},
 	}
 	for _, d := range docs {
@@ -238,7 +238,7 @@ func TestIndexEveryKind(t *testing.T) {
 		want  string
 	}{
 		{map[string]any{"term": map[string]any{"faultline.type": schemas.TypeDeviation}}, "it-deviation"},
-		{map[string]any{"term": map[string]any{"faultline.type": TypeExperimentReport}}, "it-report"},
+		{map[string]any{"term": map[string]any{"faultline.type": sinks.TypeExperimentReport}}, "it-report"},
 		{map[string]any{"term": map[string]any{"faultline.fault_status.phase": "applied"}}, "it-status"},
 		{map[string]any{"term": map[string]any{"labels.experiment_id": "checkout-pod-kill-20250603"}}, "it-deviation,it-status"},
 		{map[string]any{"term": map[string]any{"labels.experiment_id": "checkout-pod-kill-20261122t062300"}}, "it-report"},

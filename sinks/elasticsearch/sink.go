@@ -201,7 +201,7 @@ func (s *Sink) Write(ctx context.Context, docs []sinks.Document) []sinks.Result 
 		var err error
 		arena, ds, err = s.tr.appendDocument(arena, &docs[i])
 		if err != nil {
-			kind, _ := KindOf(docs[i].Type)
+			kind, _ := sinks.KindOf(docs[i].Type)
 			s.m.docs.WithLabelValues(datasetLabel(kind), "rejected", "transform").Inc()
 			w.resolve(i, sinks.Result{Err: fmt.Errorf("elasticsearch: %w", err)})
 			continue
@@ -256,7 +256,7 @@ func (s *Sink) Write(ctx context.Context, docs []sinks.Document) []sinks.Result 
 }
 
 func mustKind(t string) string {
-	k, _ := KindOf(t)
+	k, _ := sinks.KindOf(t)
 	return k
 }
 

@@ -15,6 +15,8 @@ import (
 
 	"github.com/faultline/faultline/bus"
 	"github.com/faultline/faultline/injectors/experiment"
+
+	"github.com/faultline/faultline/sinks"
 )
 
 func item(status int, typ, reason, causeType, causeReason string) esutil.BulkIndexerResponseItem {
@@ -302,8 +304,8 @@ func TestTemplates(t *testing.T) {
 }
 
 func TestReportTypeMatchesTheRunner(t *testing.T) {
-	if TypeExperimentReport != experiment.TypeReport {
-		t.Fatalf("TypeExperimentReport %q, the runner publishes %q", TypeExperimentReport, experiment.TypeReport)
+	if sinks.TypeExperimentReport != experiment.TypeReport {
+		t.Fatalf("sinks.TypeExperimentReport %q, the runner publishes %q", sinks.TypeExperimentReport, experiment.TypeReport)
 	}
 }
 

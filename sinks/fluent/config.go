@@ -8,24 +8,21 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/faultline/faultline/sinks"
 )
 
-// Document kinds the sink can forward, as named in Config.Documents; each
-// is also the last part of its records' tag. They are the Elasticsearch
-// indexer's kinds, so one list serves both sinks' configuration.
+// Document kinds the sink can forward, as named in Config.Documents: the
+// kinds of every sink (package sinks); each is also the last part of its
+// records' tag.
 const (
-	KindAudit            = "audit"
-	KindKubeEvent        = "kevent"
-	KindFinding          = "finding"
-	KindDeviation        = "deviation"
-	KindExperimentReport = "experiment_report"
-	KindFaultStatus      = "fault_status"
+	KindAudit            = sinks.KindAudit
+	KindKubeEvent        = sinks.KindKubeEvent
+	KindFinding          = sinks.KindFinding
+	KindDeviation        = sinks.KindDeviation
+	KindExperimentReport = sinks.KindExperimentReport
+	KindFaultStatus      = sinks.KindFaultStatus
 )
-
-// Kinds lists every document kind, in the order the consumers are made.
-func Kinds() []string {
-	return []string{KindAudit, KindKubeEvent, KindFinding, KindDeviation, KindExperimentReport, KindFaultStatus}
-}
 
 // Delivery modes: when a bus message counts as forwarded and is
 // acknowledged.
@@ -161,13 +158,13 @@ func (c Config) Validate() []error {
 		bad("tls_insecure_skip_verify", "set only with tls: true")
 	}
 	if len(c.Documents) == 0 {
-		bad("documents", "must list at least one of %s", strings.Join(Kinds(), ", "))
+		bad("documents", "must list at least one of %s", strings.Join(sinks.Kinds(), ", "))
 	}
 	seen := map[string]bool{}
 	for i, k := range c.Documents {
 		switch {
-		case !slices.Contains(Kinds(), k):
-			bad(fmt.Sprintf("documents[%d]", i), "%q is not one of %s", k, strings.Join(Kinds(), ", "))
+		case !slices.Contains(sinks.Kinds(), k):
+			bad(fmt.Sprintf("documents[%d]", i), "%q is not one of %s", k, strings.Join(sinks.Kinds(), ", "))
 		case seen[k]:
 			bad(fmt.Sprintf("documents[%d]", i), "%q is listed twice", k)
 		}

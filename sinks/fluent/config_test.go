@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/faultline/faultline/bus"
+
+	"github.com/faultline/faultline/sinks"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -80,7 +82,7 @@ func TestConfigValidate(t *testing.T) {
 
 func TestConsumers(t *testing.T) {
 	c := DefaultConfig()
-	c.Documents = Kinds()
+	c.Documents = sinks.Kinds()
 	specs := Consumers("prod-eu-1", c, 100)
 	got := map[string]string{}
 	for _, s := range specs {

@@ -43,7 +43,7 @@ func everyKind(t *testing.T) []published {
 		{"fl-kevent", bus.KubeEventSubject("test", "payments"), schemas.TypeKubeEvent, readIn(t, "kevent.json"), subSecond},
 		{"fl-finding", bus.FindingSubject("test", "rules"), schemas.TypeFinding, readIn(t, "finding.json"), subSecond},
 		{"fl-deviation", bus.DeviationSubject("test", "run-1"), schemas.TypeDeviation, readIn(t, "deviation.json"), subSecond},
-		{"fl-report", bus.ExperimentReportSubject("test", "run-1"), TypeExperimentReport, readIn(t, "report.json"), subSecond},
+		{"fl-report", bus.ExperimentReportSubject("test", "run-1"), sinks.TypeExperimentReport, readIn(t, "report.json"), subSecond},
 		{"fl-status", bus.FaultStatusSubject("test", "run-1"), schemas.TypeFaultStatus, readIn(t, "fault-status.json"), subSecond},
 	}
 }
@@ -112,7 +112,7 @@ func TestForwardEveryKind(t *testing.T) {
 			b, _ := bustest.Start(t)
 			reg := prometheus.NewRegistry()
 			cfg := testConfig(tc.address(recv))
-			cfg.Documents = Kinds()
+			cfg.Documents = sinks.Kinds()
 			cfg.TLS, cfg.TLSInsecureSkipVerify = tc.tls, tc.tls
 			cfg.TimeAsInteger = tc.asInteger
 			cfg.TagPrefix, cfg.EnvelopeKey = tc.tagPrefix, tc.envelope
@@ -133,7 +133,7 @@ func TestForwardEveryKind(t *testing.T) {
 				byTag[r.Tag] = r
 			}
 			for _, d := range docs {
-				kind, _ := KindOf(d.typ)
+				kind, _ := sinks.KindOf(d.typ)
 				tag := tc.wantPrefix + kind
 				r, ok := byTag[tag]
 				if !ok {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,39 +38,11 @@ type Forwarder struct {
 // Elasticsearch indexer's consumers are not affected. The acknowledgement
 // wait covers a batch that waits for the one before it.
 func Consumers(cluster string, c Config, maxAckPending int) []bus.ConsumerSpec {
-	cl := bus.Token(cluster)
-	has := func(k string) bool { return slices.Contains(c.Documents, k) }
-	spec := func(stream, name string, filters ...string) bus.ConsumerSpec {
-		return bus.ConsumerSpec{
-			Stream: stream, Durable: "fluent-" + cl + "-" + name, FilterSubjects: filters,
-			MaxDeliver: c.MaxDeliver, Backoff: c.Backoff,
-			AckWait:       2*c.WriteTimeout + c.FlushInterval + 30*time.Second,
-			MaxAckPending: max(maxAckPending, 2*c.BatchSize),
-		}
-	}
-	var out []bus.ConsumerSpec
-	if has(KindAudit) {
-		out = append(out, spec(bus.StreamAudit, "audit", bus.AuditSubject(cluster)))
-	}
-	if has(KindKubeEvent) {
-		out = append(out, spec(bus.StreamKubeEvent, "kevent", bus.PrefixKubeEvent+"."+cl+".>"))
-	}
-	if has(KindFinding) {
-		out = append(out, spec(bus.StreamFinding, "finding", bus.PrefixFinding+"."+cl+".>"))
-	}
-	// Deviations are fl.deviation.<cluster>.<run>, reports one token deeper.
-	switch dev, rep := has(KindDeviation), has(KindExperimentReport); {
-	case dev && rep:
-		out = append(out, spec(bus.StreamDeviation, "deviation", bus.PrefixDeviation+"."+cl+".>"))
-	case dev:
-		out = append(out, spec(bus.StreamDeviation, "deviation", bus.PrefixDeviation+"."+cl+".*"))
-	case rep:
-		out = append(out, spec(bus.StreamDeviation, "deviation", bus.PrefixDeviation+"."+cl+".*.report"))
-	}
-	if has(KindFaultStatus) {
-		out = append(out, spec(bus.StreamFault, "fault_status", bus.PrefixFaultStatus+"."+cl+".>"))
-	}
-	return out
+	return sinks.Consumers("fluent", cluster, c.Documents, bus.ConsumerSpec{
+		MaxDeliver: c.MaxDeliver, Backoff: c.Backoff,
+		AckWait:       2*c.WriteTimeout + c.FlushInterval + 30*time.Second,
+		MaxAckPending: max(maxAckPending, 2*c.BatchSize),
+	})
 }
 
 // NewForwarder builds the forwarder; its client connects when it first

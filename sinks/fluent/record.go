@@ -10,32 +10,8 @@ import (
 	"github.com/tinylib/msgp/msgp"
 
 	"github.com/faultline/faultline/internal/jsonscan"
-	"github.com/faultline/faultline/schemas"
 	"github.com/faultline/faultline/sinks"
 )
-
-// TypeExperimentReport is the CloudEvents type of an experiment run's
-// report (injectors/experiment.TypeReport).
-const TypeExperimentReport = "io.faultline.experiment.report.v1"
-
-// KindOf returns the document kind of an envelope type.
-func KindOf(ceType string) (string, bool) {
-	switch ceType {
-	case schemas.TypeAudit:
-		return KindAudit, true
-	case schemas.TypeKubeEvent:
-		return KindKubeEvent, true
-	case schemas.TypeFinding:
-		return KindFinding, true
-	case schemas.TypeDeviation:
-		return KindDeviation, true
-	case TypeExperimentReport:
-		return KindExperimentReport, true
-	case schemas.TypeFaultStatus:
-		return KindFaultStatus, true
-	}
-	return "", false
-}
 
 // ErrNoKind is wrapped when a document's type is none of the kinds (a
 // permanent failure).
@@ -60,7 +36,7 @@ type encoder struct {
 
 func newEncoder(c Config) *encoder {
 	e := &encoder{tags: map[string]string{}, envelopeKey: c.EnvelopeKey}
-	for _, k := range Kinds() {
+	for _, k := range sinks.Kinds() {
 		e.tags[k] = Tag(c.TagPrefix, k)
 	}
 	return e
@@ -89,7 +65,7 @@ type encoded struct {
 // @timestamp, else the envelope's time. An error is permanent: the same
 // document can never be encoded.
 func (e *encoder) encode(dst []byte, d *sinks.Document) (encoded, error) {
-	kind, ok := KindOf(d.Type)
+	kind, ok := sinks.KindOf(d.Type)
 	if !ok {
 		return encoded{}, fmt.Errorf("type %q: %w", d.Type, ErrNoKind)
 	}

@@ -87,7 +87,7 @@ func TestEncodeTestdata(t *testing.T) {
 	e := newEncoder(Config{TagPrefix: "fl", EnvelopeKey: ""})
 	for file, typ := range map[string]string{
 		"finding": schemas.TypeFinding, "deviation": schemas.TypeDeviation, "fault-status": schemas.TypeFaultStatus,
-		"report": TypeExperimentReport, "kevent": schemas.TypeKubeEvent, "audit": schemas.TypeAudit,
+		"report": sinks.TypeExperimentReport, "kevent": schemas.TypeKubeEvent, "audit": schemas.TypeAudit,
 	} {
 		body, err := os.ReadFile("testdata/in/" + file + ".json")
 		if err != nil {
@@ -105,7 +105,7 @@ func TestEncodeTestdata(t *testing.T) {
 		if got := numbersAsFloats(decodeRecord(t, r.rec)); !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: record differs from the document\n got %v\nwant %v", file, got, want)
 		}
-		kind, _ := KindOf(typ)
+		kind, _ := sinks.KindOf(typ)
 		if r.tag != "fl."+kind {
 			t.Errorf("%s: tag %q", file, r.tag)
 		}
@@ -201,10 +201,10 @@ func TestTags(t *testing.T) {
 			t.Errorf("Tag(%q, %q) = %q, want %q", tc.prefix, tc.kind, got, tc.want)
 		}
 	}
-	for _, k := range Kinds() {
+	for _, k := range sinks.Kinds() {
 		found := false
-		for _, typ := range []string{schemas.TypeAudit, schemas.TypeKubeEvent, schemas.TypeFinding, schemas.TypeDeviation, TypeExperimentReport, schemas.TypeFaultStatus} {
-			if got, _ := KindOf(typ); got == k {
+		for _, typ := range []string{schemas.TypeAudit, schemas.TypeKubeEvent, schemas.TypeFinding, schemas.TypeDeviation, sinks.TypeExperimentReport, schemas.TypeFaultStatus} {
+			if got, _ := sinks.KindOf(typ); got == k {
 				found = true
 			}
 		}
@@ -215,8 +215,8 @@ func TestTags(t *testing.T) {
 }
 
 func TestReportTypeMatchesTheRunner(t *testing.T) {
-	if TypeExperimentReport != experiment.TypeReport {
-		t.Fatalf("TypeExperimentReport %q, the runner publishes %q", TypeExperimentReport, experiment.TypeReport)
+	if sinks.TypeExperimentReport != experiment.TypeReport {
+		t.Fatalf("sinks.TypeExperimentReport %q, the runner publishes %q", sinks.TypeExperimentReport, experiment.TypeReport)
 	}
 }
 

@@ -167,7 +167,7 @@ func (s *Sink) Write(ctx context.Context, docs []sinks.Document) []sinks.Result 
 		d := &docs[i]
 		r, err := s.enc.encode(scratch[:0], d)
 		if err != nil {
-			kind, _ := KindOf(d.Type)
+			kind, _ := sinks.KindOf(d.Type)
 			s.m.records.WithLabelValues(kind, resultRejected).Inc()
 			results[i] = sinks.Result{Err: fmt.Errorf("fluent: %w", err)}
 			continue
