@@ -9,10 +9,12 @@
 #   2. builds the real Kubernetes control plane for the tests (scripts/kube-build.sh,
 #      cached by version: ~8 minutes the first time, a second afterwards),
 #      fetches the real Elasticsearch for them (scripts/es-fetch.sh, from
-#      Maven Central: seconds the first time, cached afterwards) and builds
+#      Maven Central: seconds the first time, cached afterwards), builds
+#      Helm (scripts/helm-build.sh: about 4 minutes the first time) and
 #      the real Fluent Forward receiver (scripts/fluentrecv-build.sh: about a
 #      minute the first time, cached afterwards);
-#   3. gofmt, go vet and staticcheck over the whole module;
+#   3. gofmt, go vet and staticcheck over the whole module, and a check that
+#      deploy/manifests is what the Helm chart renders;
 #   4. every Go test, with the real parts required (a missing one fails, it
 #      is never skipped), and the race detector on the concurrent packages;
 #   5. each fuzz target for a short time (FAULTLINE_FUZZTIME, default 10s).
@@ -74,6 +76,11 @@ FAULTLINE_ES_HOME="$("$repo/scripts/es-fetch.sh" | tail -n 1)"
 export FAULTLINE_ES_HOME
 export FAULTLINE_REQUIRE_ES=1
 
+step "Helm for the chart's tests (scripts/helm-build.sh)"
+FAULTLINE_HELM_BIN="$("$repo/scripts/helm-build.sh" | tail -n 1)"
+export FAULTLINE_HELM_BIN
+export FAULTLINE_REQUIRE_HELM=1
+
 step "Fluent Forward receiver for the tests (scripts/fluentrecv-build.sh)"
 FAULTLINE_FLUENTRECV_BIN="$("$repo/scripts/fluentrecv-build.sh" | tail -n 1)"
 export FAULTLINE_FLUENTRECV_BIN
@@ -90,6 +97,9 @@ go vet ./...
 staticcheck ./...
 (cd test/kube && go vet ./...)
 (cd test/fluentrecv && go vet ./... && staticcheck ./...)
+
+step "deploy/manifests rendered from the chart (scripts/render-manifests.sh --check)"
+HELM="$FAULTLINE_HELM_BIN" "$repo/scripts/render-manifests.sh" --check
 
 step "go test (all packages)"
 go test -count=1 -timeout 30m ./...

@@ -351,7 +351,7 @@ func TestDeployPolicyInAPIServer(t *testing.T) {
 	_, err = admin.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cfg"},
 		Data: map[string]string{"k": "v"}}, metav1.CreateOptions{})
 	must(t, err)
-	want := map[string]auditv1.Level{"secrets": auditv1.LevelMetadata, "configmaps": auditv1.LevelRequest}
+	want := map[string]auditv1.Level{"secrets": auditv1.LevelMetadata, "configmaps": auditv1.LevelRequestResponse}
 	got := map[string]auditv1.Level{}
 	waitUntil(ctx, t, "the creates on the bus", func() bool {
 		for _, m := range readStream(t, b, bus.StreamAudit, "") {
