@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -191,5 +192,60 @@ func TestPodSecurityRefusesEscalation(t *testing.T) {
 	_, err = admin.CoreV1().Pods("faultline").Create(ctx, podFrom(d, tmpl), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "PodSecurity") {
 		t.Errorf("an escalating pod: %v, want Forbidden by PodSecurity", err)
+	}
+}
+
+// Each role's NetworkPolicy opens only the ports the role uses (the
+// harness has no network plugin to enforce them; this checks what they
+// say): DNS and NATS for all, the API server only for the roles with a
+// token, Elasticsearch only for the indexer, Prometheus for the PromQL
+// users, the scrape targets for the metrics collector; ingress only to the
+// operations port, and to the webhook port of the audit collector.
+func TestNetworkPolicies(t *testing.T) {
+	r, _ := rendered(t, "production")
+	common := []string{"UDP/53", "TCP/53", "TCP/4222"}
+	want := map[string]struct{ in, out []string }{
+		"collector-audit":   {[]string{"TCP/9880", "TCP/9443"}, common},
+		"collector-events":  {[]string{"TCP/9880"}, append(slices.Clone(common), "TCP/6443")},
+		"collector-metrics": {[]string{"TCP/9880"}, append(slices.Clone(common), "TCP/6443", "TCP/9090", "TCP/8080")},
+		"analyzer":          {[]string{"TCP/9880"}, append(slices.Clone(common), "TCP/9090")},
+		"indexer":           {[]string{"TCP/9880"}, append(slices.Clone(common), "TCP/9200")},
+		"injector":          {[]string{"TCP/9880"}, append(slices.Clone(common), "TCP/6443")},
+	}
+	ports := func(np *unstructured.Unstructured, field string) []string {
+		var out []string
+		rules, _, _ := unstructured.NestedSlice(np.Object, "spec", field)
+		for _, rule := range rules {
+			ps, _, _ := unstructured.NestedSlice(rule.(map[string]any), "ports")
+			if len(ps) == 0 {
+				out = append(out, "any port")
+			}
+			for _, p := range ps {
+				m := p.(map[string]any)
+				out = append(out, fmt.Sprintf("%v/%v", m["protocol"], m["port"]))
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	for role, w := range want {
+		np := r.find(t, "NetworkPolicy", "faultline-prod-"+role)
+		types, _, _ := unstructured.NestedStringSlice(np.Object, "spec", "policyTypes")
+		if !slices.Equal(types, []string{"Ingress", "Egress"}) {
+			t.Errorf("%s: policyTypes %q", role, types)
+		}
+		slices.Sort(w.in)
+		slices.Sort(w.out)
+		if got := ports(np, "ingress"); !slices.Equal(got, w.in) {
+			t.Errorf("%s: ingress to %q, want %q", role, got, w.in)
+		}
+		if got := ports(np, "egress"); !slices.Equal(got, w.out) {
+			t.Errorf("%s: egress to %q, want %q", role, got, w.out)
+		}
+	}
+	deny := r.find(t, "NetworkPolicy", "faultline-prod-default-deny")
+	sel, _, _ := unstructured.NestedMap(deny.Object, "spec", "podSelector")
+	if len(sel) != 0 || len(ports(deny, "ingress")) != 0 || len(ports(deny, "egress")) != 0 {
+		t.Errorf("default-deny selects %v and allows something", sel)
 	}
 }

@@ -101,8 +101,14 @@ role mounts only its own Secrets.
 {{- $bus := dict "urls" (include "faultline.natsURLs" $root | fromYamlArray) -}}
 {{- if $v.nats.urls -}}
 {{- $_ := set $bus "replicas" (int $v.nats.streamReplicas) -}}
+{{- if and $v.nats.credentialsSecret.name $v.nats.nkeySeedSecret.name -}}
+{{- fail "nats: set credentialsSecret or nkeySeedSecret, not both" -}}
+{{- end -}}
 {{- if $v.nats.credentialsSecret.name -}}
 {{- $_ := set $bus "creds_file" (printf "%s/%s" $paths.nats $v.nats.credentialsSecret.key) -}}
+{{- end -}}
+{{- if $v.nats.nkeySeedSecret.name -}}
+{{- $_ := set $bus "nkey_seed_file" (printf "%s/%s" $paths.nats $v.nats.nkeySeedSecret.key) -}}
 {{- end -}}
 {{- if $v.nats.tls.caSecret.name -}}
 {{- $_ := set $bus "ca_file" (printf "%s/%s" $paths.nats $v.nats.tls.caSecret.key) -}}
